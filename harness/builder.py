@@ -1,0 +1,540 @@
+"""Building labs in-process over netlink, and tearing them down.
+
+The lifecycle follows molecule's: build -> ready -> (probe) -> collect -> teardown.
+Every node of a lab, the host included, is a fresh network namespace inside the
+sandbox, so nothing one lab sets (sysctls, iptables, rules) can leak into the
+next, and teardown is the release of those namespaces. Only iptables and nft are
+run as programs (with argument lists), because they have no library.
+"""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from typing import Callable
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from . import nsutil
+from .errors import BuildError, CapabilityMissing, LabError
+from .labfile import validate
+from .model import HOST, Lab, Link, Node, PortOptions, Route
+from .netops import (AF_BRIDGE, NUD_NOARP, NUD_PERMANENT, RTMGRP_LINK, NetlinkWatch, close_quietly,
+                     ipr_in, links_settling, safe_close_fd, sync_linkwatch)
+
+READY_TIMEOUT = 5.0  # seconds for linkwatch to bring carriers up; normally a few ms
+TABLES = {"main": 254, "local": 255, "default": 253}
+SCOPES = {"global": 0, "link": 253, "host": 254}
+ROUTE_TYPES = {"unicast": 1, "blackhole": 6, "unreachable": 7, "prohibit": 8}
+RTPROT_BOOT = 3  # what `ip route add` marks its routes with
+RTNH_F_ONLINK = 4
+NTF_SELF, NTF_MASTER, NTF_PROXY = 0x02, 0x04, 0x08
+CREATION_ORDER = {"bridge": 0, "vrf": 0, "dummy": 0, "tun": 0, "tap": 0, "veth": 1,
+                  "vxlan": 2, "macvlan": 3, "ipvlan": 3, "vlan": 3}
+BR_NETFILTER_SYSCTLS = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",
+                        "net.bridge.bridge-nf-call-arptables")
+LINK_KIND_CAPABILITY_ERRORS = (errno.EOPNOTSUPP, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT)
+
+
+def table_id(table) -> int:
+    if table is None:
+        return 254
+    if isinstance(table, int):
+        return table
+    if str(table).isdigit():
+        return int(table)
+    return TABLES[table]
+
+
+def iptables_restore_input(rules: list[str]) -> tuple[str, list[str]]:
+    """Group ``iptables`` argument strings into one iptables-restore document."""
+    by_table: dict[str, tuple[list[str], list[str]]] = {}
+    for rule in rules:
+        argv = shlex.split(rule)
+        table = "filter"
+        if "-t" in argv:
+            at = argv.index("-t")
+            table = argv[at + 1]
+            del argv[at:at + 2]
+        heads, lines = by_table.setdefault(table, ([], []))
+        if argv[0] in ("-N", "--new-chain"):
+            heads.append(f":{argv[1]} - [0:0]")
+        elif argv[0] in ("-P", "--policy"):
+            heads.append(f":{argv[1]} {argv[2]} [0:0]")
+        else:
+            lines.append(shlex.join(argv))
+    text = ""
+    for table, (heads, lines) in by_table.items():
+        text += f"*{table}\n" + "".join(h + "\n" for h in heads) + "".join(l + "\n" for l in lines) + "COMMIT\n"
+    return text, list(by_table)
+
+
+class LiveLab:
+    """A lab standing in the kernel: its namespaces, sockets and a way to run commands.
+
+    ``nodes`` names the lab's namespaces (``host`` first); ``run(node, argv)`` runs a
+    command in a node and returns the completed process; ``ipr(node)`` is an IPRoute
+    bound in that node.
+    """
+
+    def __init__(self, lab: Lab):
+        self.lab = lab
+        self.name = lab.name
+        self._fds: dict[str, int] = {}
+        self._iprs: dict[str, IPRoute] = {}
+        self._named: list[str] = []
+        self._closers: list[Callable[[], None]] = []
+        self.steps: list[tuple[str, float]] = []  # (what, seconds): the build, stage by stage
+        self.closed = False
+
+    # -- access ---------------------------------------------------------------
+    @property
+    def nodes(self) -> list[str]:
+        return list(self._fds)
+
+    def fd(self, node: str) -> int:
+        try:
+            return self._fds[node]
+        except KeyError:
+            raise LabError(f"lab {self.name}: no node {node!r} (nodes: {', '.join(self._fds)})") from None
+
+    def ipr(self, node: str) -> IPRoute:
+        if node not in self._iprs:
+            self._iprs[node] = ipr_in(self.fd(node))
+        return self._iprs[node]
+
+    def entered(self, node: str):
+        """Context manager: the calling thread inside ``node``'s network namespace."""
+        return nsutil.entered(self.fd(node))
+
+    def run(self, node: str, argv: list[str], *, check: bool = False, input: str | None = None,
+            timeout: float = 30.0) -> subprocess.CompletedProcess:
+        """Run ``argv`` inside ``node``'s network namespace; return the completed process."""
+        if isinstance(argv, str):
+            raise TypeError("lab.run takes an argument list, not a shell string")
+        with self.entered(node):
+            return subprocess.run(argv, capture_output=True, text=True, input=input, timeout=timeout,
+                                  check=check)
+
+    def ifindex(self, node: str, name: str) -> int:
+        found = self.ipr(node).link_lookup(ifname=name)
+        if not found:
+            raise LabError(f"lab {self.name}: no link {name!r} in node {node!r}")
+        return found[0]
+
+    def link(self, node: str, name: str):
+        return self.ipr(node).get_links(self.ifindex(node, name))[0]
+
+    def mac(self, node: str, name: str) -> str:
+        return self.link(node, name).get_attr("IFLA_ADDRESS")
+
+    def addresses(self, node: str, name: str) -> list[str]:
+        index = self.ifindex(node, name)
+        return [f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}" for m in self.ipr(node).get_addr(index=index)]
+
+    def on_teardown(self, closer: Callable[[], None]) -> None:
+        """Register something to close before the namespaces go (a socket holds its netns)."""
+        self._closers.append(closer)
+
+    # -- lifecycle ---------------------------------------------------------------
+    def add_node(self, name: str) -> int:
+        if name in self._fds:
+            raise LabError(f"lab {self.name}: node {name!r} exists already")
+        # The host is kept by fd only; the others are also named in /run/netns.
+        fd = nsutil.create_netns(None if name == HOST else name)
+        self._fds[name] = fd
+        if name != HOST:
+            self._named.append(name)
+        with nsutil.entered(fd):
+            # IPv6 autoconfiguration (RS, DAD, MLD) would pollute FDBs and captures.
+            nsutil.write_sysctl("net.ipv6.conf.default.disable_ipv6", 1)
+            nsutil.write_sysctl("net.ipv6.conf.all.disable_ipv6", 1)
+            # Bridged traffic bypasses iptables, as on a kernel without br_netfilter loaded
+            # (the documents' machines, Debian's default). This kernel has it built in with
+            # bridge-nf-call-iptables=1, which would MASQUERADE 001's ns1->ns2 traffic.
+            # A lab that wants it sets net.bridge.bridge-nf-call-iptables: 1.
+            for key in BR_NETFILTER_SYSCTLS:
+                if os.path.exists("/proc/sys/" + key.replace(".", "/")):
+                    nsutil.write_sysctl(key, 0)
+            ipr = IPRoute()
+        self._iprs[name] = ipr
+        ipr.link("set", index=1, state="up")
+        return fd
+
+    def delete_node(self, name: str) -> None:
+        """Remove a node's namespace (as `ip netns del`): its links and their peers go too."""
+        fd = self._fds.pop(name)
+        ipr = self._iprs.pop(name, None)
+        if ipr is not None:
+            close_quietly(ipr)
+        if name in self._named:
+            nsutil.release_netns_name(name)
+            self._named.remove(name)
+        safe_close_fd(fd)
+
+    def teardown(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for closer in reversed(self._closers):
+            try:
+                closer()
+            except Exception:  # noqa: BLE001 - teardown must finish whatever a closer does
+                pass
+        self._closers.clear()
+        close_quietly(*self._iprs.values())
+        self._iprs.clear()
+        for name in self._named:
+            nsutil.release_netns_name(name)
+        self._named.clear()
+        for fd in self._fds.values():
+            safe_close_fd(fd)
+        self._fds.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.teardown()
+
+
+class _Builder:
+    def __init__(self, live: LiveLab, on_step: Callable[[str], None] | None):
+        self.live = live
+        self.lab = live.lab
+        self.on_step = on_step
+
+    def step(self, what: str):
+        return _Step(self, what)
+
+    def fail(self, what: str, exc: Exception) -> Exception:
+        code = getattr(exc, "code", None) or getattr(exc, "errno", None)
+        reason = os.strerror(code) if isinstance(code, int) and code > 0 else str(exc)
+        return BuildError(f"lab {self.lab.name} ({self.lab.source}): {what}: {reason}")
+
+    def build(self) -> None:
+        lab, live = self.lab, self.live
+        with self.step("namespaces"):
+            for node in lab.nodes:
+                live.add_node(node.name)
+        with self.step("links"):
+            pending = [(node, link) for node in lab.nodes for link in node.links]
+            for node, link in sorted(pending, key=lambda item: CREATION_ORDER[item[1].kind]):
+                self.create_link(node, link)
+        with self.step("sysctls"):
+            for node in lab.nodes:
+                if node.sysctls:
+                    with live.entered(node.name):
+                        for key, value in node.sysctls.items():
+                            try:
+                                nsutil.write_sysctl(key, value)
+                            except FileNotFoundError:
+                                if key in BR_NETFILTER_SYSCTLS:
+                                    if str(value) == "0":
+                                        continue  # no br_netfilter: bridged traffic bypasses iptables anyway
+                                    raise CapabilityMissing(f"{key}=1 needs br_netfilter, which this kernel "
+                                                            "has not loaded (modprobe br_netfilter)") from None
+                                raise self.fail(f"node {node.name}: sysctl {key}",
+                                                OSError(errno.ENOENT, "no such sysctl")) from None
+                            except OSError as exc:
+                                raise self.fail(f"node {node.name}: sysctl {key}={value}", exc) from None
+        with self.step("ports and state"):
+            for node in lab.nodes:
+                for link in node.links:
+                    self.configure(node.name, link.name, link.master, link.port, link.up, link.addresses)
+                    if link.peer is not None:
+                        peer = link.peer
+                        self.configure(peer.node or node.name, peer.name, peer.master, peer.port, peer.up,
+                                       peer.addresses)
+        with self.step("routes"):
+            for node in lab.nodes:
+                for route in node.routes:
+                    self.add_route(node.name, route)
+                for rule in node.rules:
+                    self.add_rule(node.name, rule)
+                for neigh in node.neighbours:
+                    self.add_neighbour(node.name, neigh)
+                for entry in node.fdb:
+                    self.add_fdb(node.name, entry)
+        with self.step("firewall"):
+            for node in lab.nodes:
+                if node.iptables:
+                    self.iptables(node)
+                if node.nftables:
+                    self.nftables(node)
+        with self.step("ready"):
+            for node in lab.nodes:
+                self.wait_ready(node.name)
+
+    # -- links ---------------------------------------------------------------
+    def create_link(self, node: Node, link: Link) -> None:
+        live = self.live
+        ipr = live.ipr(node.name)
+        spec: dict = {"ifname": link.name}
+        if link.mac:
+            spec["address"] = link.mac
+        if link.mtu:
+            spec["mtu"] = link.mtu
+        kind = link.kind
+        creator, where = ipr, node.name
+        if kind == "veth":
+            peer = link.peer
+            peer_spec: dict = {"ifname": peer.name}
+            if peer.mac:
+                peer_spec["address"] = peer.mac
+            if peer.mtu:
+                peer_spec["mtu"] = peer.mtu
+            peer_node = peer.node or node.name
+            if peer_node != node.name:
+                # Made directly in its namespace: moving a veth later costs ~15 ms in the kernel.
+                peer_spec["net_ns_fd"] = live.fd(peer_node)
+            spec.update(kind="veth", peer=peer_spec)
+        elif kind == "bridge":
+            spec["kind"] = "bridge"
+            options = link.bridge
+            if options is not None:
+                if options.stp is not None:
+                    spec["br_stp_state"] = int(options.stp)
+                if options.ageing_time is not None:
+                    spec["br_ageing_time"] = int(round(options.ageing_time * 100))
+                if options.forward_delay is not None:
+                    spec["br_forward_delay"] = int(round(options.forward_delay * 100))
+                if options.vlan_filtering is not None:
+                    spec["br_vlan_filtering"] = int(options.vlan_filtering)
+        elif kind in ("tun", "tap"):
+            spec.update(kind="tuntap", mode=kind)
+        elif kind in ("macvlan", "ipvlan", "vlan"):
+            parent_node = link.parent_node or node.name
+            creator, where = live.ipr(parent_node), parent_node
+            spec.update(kind=kind, link=live.ifindex(parent_node, link.parent))
+            if parent_node != node.name:
+                spec["net_ns_fd"] = live.fd(node.name)
+            if kind == "macvlan":
+                spec["macvlan_mode"] = link.mode or "bridge"
+            elif kind == "ipvlan":
+                spec["ipvlan_mode"] = {"l2": 0, "l3": 1, "l3s": 2}[link.mode or "l2"]
+            else:
+                spec["vlan_id"] = link.vni
+        elif kind == "vxlan":
+            spec.update(kind="vxlan", vxlan_id=link.vni)
+            if link.port_udp:
+                spec["vxlan_port"] = link.port_udp
+            if link.local:
+                spec["vxlan_local"] = link.local
+            if link.remote:
+                spec["vxlan_group"] = link.remote
+            if link.parent:
+                spec["vxlan_link"] = live.ifindex(node.name, link.parent)
+            if link.vxlan_learning is not None:
+                spec["vxlan_learning"] = int(link.vxlan_learning)
+        elif kind == "vrf":
+            spec.update(kind="vrf", vrf_table=link.table or 10)
+        else:
+            spec["kind"] = kind
+        try:
+            if kind in ("tun", "tap"):
+                # A tun/tap is made by opening /dev/net/tun, in the opener's namespace.
+                with live.entered(where):
+                    creator.link("add", **spec)
+            else:
+                creator.link("add", **spec)
+        except NetlinkError as exc:
+            if exc.code in LINK_KIND_CAPABILITY_ERRORS:
+                raise CapabilityMissing(
+                    f"the kernel cannot make {kind} links (RTM_NEWLINK kind={kind}: {os.strerror(exc.code)})"
+                ) from None
+            raise self.fail(f"node {node.name}: create {kind} {link.name}", exc) from None
+        except OSError as exc:
+            raise self.fail(f"node {node.name}: create {kind} {link.name}", exc) from None
+
+    def configure(self, node: str, name: str, master: str | None, port: PortOptions | None, up: bool,
+                  addresses: list[str]) -> None:
+        ipr = self.live.ipr(node)
+        try:
+            index = self.live.ifindex(node, name)
+            if master:
+                ipr.link("set", index=index, master=self.live.ifindex(node, master))
+            if port is not None:
+                options = {}
+                if port.learning is not None:
+                    options["learning"] = int(port.learning)
+                if port.flood is not None:
+                    options["unicast_flood"] = int(port.flood)
+                if port.hairpin is not None:
+                    options["mode"] = int(port.hairpin)
+                if port.isolated is not None:
+                    options["isolated"] = int(port.isolated)
+                if port.cost is not None:
+                    options["cost"] = port.cost
+                ipr.brport("set", index=index, **options)
+            for text in addresses:
+                iface = ipaddress.ip_interface(text)
+                ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+            if up:
+                ipr.link("set", index=index, state="up")
+        except NetlinkError as exc:
+            raise self.fail(f"node {node}: configure {name}", exc) from None
+
+    # -- layer 3 -------------------------------------------------------------
+    def add_route(self, node: str, route: Route) -> None:
+        ipr = self.live.ipr(node)
+        dst = "0.0.0.0/0" if route.dst == "default" else route.dst
+        net = ipaddress.ip_network(dst, strict=False)
+        spec: dict = {"dst": str(net.network_address), "dst_len": net.prefixlen,
+                      "table": table_id(route.table), "proto": RTPROT_BOOT, "type": ROUTE_TYPES[route.type]}
+        if route.nexthops:
+            spec["multipath"] = [
+                {k: v for k, v in (("gateway", hop.get("via")),
+                                   ("oif", self.live.ifindex(node, hop["dev"]) if hop.get("dev") else None),
+                                   ("hops", hop.get("weight", 1) - 1)) if v is not None}
+                for hop in route.nexthops]
+        if route.via:
+            spec["gateway"] = route.via
+        if route.dev:
+            spec["oif"] = self.live.ifindex(node, route.dev)
+        scope = route.scope
+        if scope is None and route.type == "unicast" and not route.via and not route.nexthops:
+            scope = "link"  # as `ip route add X dev D` does
+        if scope is not None:
+            spec["scope"] = SCOPES[scope]
+        if route.metric is not None:
+            spec["priority"] = route.metric
+        if route.src:
+            spec["prefsrc"] = route.src
+        if route.onlink:
+            spec["flags"] = RTNH_F_ONLINK
+        try:
+            ipr.route("add", **spec)
+        except NetlinkError as exc:
+            raise self.fail(f"node {node}: route {route.dst}" + (f" via {route.via}" if route.via else ""),
+                            exc) from None
+
+    def add_rule(self, node: str, rule) -> None:
+        spec: dict = {"table": table_id(rule.table), "action": "FR_ACT_TO_TBL"}
+        if rule.priority is not None:
+            spec["priority"] = rule.priority
+        for key, value in (("src", rule.src), ("dst", rule.dst)):
+            if value is not None and value != "all":
+                net = ipaddress.ip_network(value, strict=False)
+                spec[key] = str(net.network_address)
+                spec[f"{key}_len"] = net.prefixlen
+        if rule.iif:
+            spec["iifname"] = rule.iif
+        if rule.oif:
+            spec["oifname"] = rule.oif
+        try:
+            self.live.ipr(node).rule("add", **spec)
+        except NetlinkError as exc:
+            raise self.fail(f"node {node}: rule table {rule.table}", exc) from None
+
+    def add_neighbour(self, node: str, neigh) -> None:
+        spec = {"dst": neigh.dst, "ifindex": self.live.ifindex(node, neigh.dev), "state": NUD_PERMANENT}
+        if neigh.lladdr:
+            spec["lladdr"] = neigh.lladdr
+        if neigh.proxy:
+            spec["flags"] = NTF_PROXY
+        try:
+            self.live.ipr(node).neigh("add", **spec)
+        except NetlinkError as exc:
+            raise self.fail(f"node {node}: neighbour {neigh.dst} dev {neigh.dev}", exc) from None
+
+    def add_fdb(self, node: str, entry) -> None:
+        spec = {"family": AF_BRIDGE, "ifindex": self.live.ifindex(node, entry.dev), "lladdr": entry.mac,
+                "state": NUD_PERMANENT | NUD_NOARP, "flags": NTF_MASTER if entry.master else NTF_SELF}
+        if entry.dst:
+            spec["dst"] = entry.dst
+        try:
+            self.live.ipr(node).fdb("append", **spec)
+        except NetlinkError as exc:
+            raise self.fail(f"node {node}: fdb {entry.mac} dev {entry.dev}", exc) from None
+
+    # -- firewall ------------------------------------------------------------
+    def iptables(self, node: Node) -> None:
+        tool = shutil.which("iptables-restore")
+        if tool is None:
+            raise CapabilityMissing("iptables is not installed (no iptables-restore on PATH); "
+                                    "apt-get install iptables")
+        text, _ = iptables_restore_input(node.iptables)
+        done = self.live.run(node.name, [tool, "--noflush"], input=text)
+        if done.returncode != 0:
+            message = (done.stderr.strip().splitlines() or ["exit %d" % done.returncode])[0]
+            raise BuildError(f"lab {self.lab.name} ({self.lab.source}): node {node.name}: iptables: {message}")
+
+    def nftables(self, node: Node) -> None:
+        tool = shutil.which("nft")
+        if tool is None:
+            raise CapabilityMissing("nftables is not installed (no nft on PATH); apt-get install nftables")
+        done = self.live.run(node.name, [tool, "-f", "-"], input=node.nftables)
+        if done.returncode != 0:
+            message = (done.stderr.strip().splitlines() or ["exit %d" % done.returncode])[0]
+            raise BuildError(f"lab {self.lab.name} ({self.lab.source}): node {node.name}: nft: {message}")
+
+    # -- readiness -------------------------------------------------------------
+    def wait_ready(self, node: str) -> None:
+        ipr = self.live.ipr(node)
+        if not sync_linkwatch(ipr):
+            return
+        with NetlinkWatch(self.live.fd(node), RTMGRP_LINK) as watch:
+            if not watch.wait_for(lambda: not sync_linkwatch(ipr), READY_TIMEOUT):
+                names = ", ".join(links_settling(ipr).values())
+                raise BuildError(f"lab {self.lab.name}: node {node}: links {names} "
+                                 f"have carrier but are not running after {READY_TIMEOUT:.0f} s")
+
+
+class _Step:
+    def __init__(self, builder: _Builder, what: str):
+        self.builder, self.what = builder, what
+
+    def __enter__(self):
+        if self.builder.on_step:
+            self.builder.on_step(self.what)
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.builder.live.steps.append((self.what, time.perf_counter() - self.start))
+
+
+def build(lab: Lab, *, on_step: Callable[[str], None] | None = None) -> LiveLab:
+    """Build ``lab`` and wait until it is ready; on any failure leave nothing behind."""
+    validate(lab)
+    live = LiveLab(lab)
+    try:
+        _Builder(live, on_step).build()
+    except FileExistsError as exc:
+        live.teardown()
+        raise LabError(f"lab {lab.name}: {exc.strerror} (another lab holds that name in this sandbox)") from None
+    except BaseException:
+        live.teardown()
+        raise
+    return live
+
+
+# -- small "arrange" steps for suites (thin over netlink) ----------------------------
+def set_link(live: LiveLab, node: str, name: str, *, up: bool | None = None, master: str | None = None,
+             nomaster: bool = False) -> None:
+    """`ip link set NAME up|down|master M|nomaster` in ``node``."""
+    ipr, index = live.ipr(node), live.ifindex(node, name)
+    if nomaster:
+        ipr.link("set", index=index, master=0)
+    if master is not None:
+        ipr.link("set", index=index, master=live.ifindex(node, master))
+    if up is not None:
+        ipr.link("set", index=index, state="up" if up else "down")
+        for other in live.nodes:  # a carrier change lands on the peer, maybe in another node
+            sync_linkwatch(live.ipr(other))
+
+
+def address(live: LiveLab, node: str, name: str, cidr: str, *, add: bool = True) -> None:
+    """`ip addr add|del CIDR dev NAME` in ``node``."""
+    iface = ipaddress.ip_interface(cidr)
+    live.ipr(node).addr("add" if add else "del", index=live.ifindex(node, name), address=str(iface.ip),
+                        prefixlen=iface.network.prefixlen)
+
+
+def delete_link(live: LiveLab, node: str, name: str) -> None:
+    live.ipr(node).link("del", index=live.ifindex(node, name))

@@ -1,0 +1,359 @@
+"""Reading and checking lab files.
+
+A lab file is YAML, validated against ``LAB_SCHEMA`` (unknown keys are errors) and
+then checked for meaning: unknown nodes, interface names over 15 characters,
+invalid CIDRs, duplicate addresses, masters that are not bridges, gateways no
+connected subnet reaches. Every fault is one line: ``FILE: FIELD: what is wrong``.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shlex
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import LabError
+from .model import (HOST, BridgeOptions, FdbEntry, Lab, Link, Neighbour, Node, Peer,
+                    PortOptions, Route, Rule)
+
+IFNAMSIZ = 15  # usable characters of IFNAMSIZ (16 with the NUL)
+LINK_KINDS = ("veth", "bridge", "macvlan", "ipvlan", "vxlan", "tun", "tap", "vlan", "dummy", "vrf")
+ROUTE_TYPES = ("unicast", "blackhole", "unreachable", "prohibit")
+
+_port = {
+    "type": "object", "additionalProperties": False,
+    "properties": {k: {"type": "boolean"} for k in ("learning", "flood", "hairpin", "isolated")}
+    | {"cost": {"type": "integer", "minimum": 1}},
+}
+_common_link = {
+    "name": {"type": "string"},
+    "addresses": {"type": "array", "items": {"type": "string"}},
+    "mac": {"type": "string", "pattern": "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$"},
+    "mtu": {"type": "integer", "minimum": 68, "maximum": 65535},
+    "up": {"type": "boolean"},
+    "master": {"type": "string"},
+    "port": _port,
+}
+LAB_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["lab", "nodes"],
+    "properties": {
+        "lab": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$"},
+        "document": {"type": "string"},
+        "section": {"type": "string"},
+        "summary": {"type": "string"},
+        "nodes": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {
+                "type": ["object", "null"],
+                "additionalProperties": False,
+                "properties": {
+                    "sysctls": {"type": "object", "additionalProperties": {"type": ["integer", "string"]}},
+                    "links": {"type": "array", "items": {
+                        "type": "object", "additionalProperties": False, "required": ["name", "kind"],
+                        "properties": _common_link | {
+                            "kind": {"enum": list(LINK_KINDS)},
+                            "peer": {"type": "object", "additionalProperties": False, "required": ["name"],
+                                     "properties": _common_link | {"node": {"type": "string"}}},
+                            "bridge": {"type": "object", "additionalProperties": False, "properties": {
+                                "stp": {"type": "boolean"},
+                                "ageing_time": {"type": "number", "minimum": 0},
+                                "forward_delay": {"type": "number", "minimum": 0},
+                                "vlan_filtering": {"type": "boolean"}}},
+                            "parent": {"type": "string"},
+                            "mode": {"type": "string"},
+                            "id": {"type": "integer", "minimum": 0},
+                            "vxlan": {"type": "object", "additionalProperties": False, "properties": {
+                                "id": {"type": "integer", "minimum": 0, "maximum": 16777215},
+                                "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                                "local": {"type": "string"}, "remote": {"type": "string"},
+                                "learning": {"type": "boolean"}}},
+                            "table": {"type": "integer"},
+                        }}},
+                    "routes": {"type": "array", "items": {
+                        "type": "object", "additionalProperties": False, "required": ["dst"],
+                        "properties": {
+                            "dst": {"type": "string"}, "via": {"type": "string"}, "dev": {"type": "string"},
+                            "type": {"enum": list(ROUTE_TYPES)},
+                            "scope": {"enum": ["link", "host", "global"]},
+                            "table": {"type": ["integer", "string"]}, "metric": {"type": "integer"},
+                            "src": {"type": "string"}, "onlink": {"type": "boolean"},
+                            "nexthops": {"type": "array", "minItems": 1, "items": {
+                                "type": "object", "additionalProperties": False,
+                                "properties": {"via": {"type": "string"}, "dev": {"type": "string"},
+                                               "weight": {"type": "integer", "minimum": 1}}}}}}},
+                    "rules": {"type": "array", "items": {
+                        "type": "object", "additionalProperties": False, "required": ["table"],
+                        "properties": {"from": {"type": "string"}, "to": {"type": "string"},
+                                       "iif": {"type": "string"}, "oif": {"type": "string"},
+                                       "table": {"type": ["integer", "string"]},
+                                       "priority": {"type": "integer", "minimum": 0}}}},
+                    "neighbours": {"type": "array", "items": {
+                        "type": "object", "additionalProperties": False, "required": ["dst", "dev"],
+                        "properties": {"dst": {"type": "string"}, "dev": {"type": "string"},
+                                       "lladdr": {"type": "string"}, "proxy": {"type": "boolean"}}}},
+                    "fdb": {"type": "array", "items": {
+                        "type": "object", "additionalProperties": False, "required": ["mac", "dev"],
+                        "properties": {"mac": {"type": "string"}, "dev": {"type": "string"},
+                                       "dst": {"type": "string"}, "master": {"type": "boolean"}}}},
+                    "iptables": {"type": "array", "items": {"type": "string"}},
+                    "nftables": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+_NAME_OK = re.compile(r"^[^/:\s]+$")
+
+
+def _where(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top)"
+
+
+def _port_options(data: dict | None) -> PortOptions | None:
+    return PortOptions(**data) if data else None
+
+
+def lab_from_dict(data: Any, source: str = "<dict>") -> Lab:
+    """Validate a parsed lab document and turn it into a checked ``Lab``."""
+    validator = jsonschema.Draft202012Validator(LAB_SCHEMA)
+    errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        first = errors[0]
+        raise LabError(f"{source}: {_where(first.absolute_path)}: {first.message}")
+    nodes = []
+    for node_name, body in data["nodes"].items():
+        body = body or {}
+        links = []
+        for spec in body.get("links", []):
+            peer = spec.get("peer")
+            vxlan = spec.get("vxlan") or {}
+            parent, parent_node = spec.get("parent"), None
+            if parent and ":" in parent:
+                parent_node, parent = parent.split(":", 1)
+            links.append(Link(
+                name=spec["name"], kind=spec["kind"], addresses=list(spec.get("addresses", [])),
+                mac=spec.get("mac"), mtu=spec.get("mtu"), up=spec.get("up", True), master=spec.get("master"),
+                port=_port_options(spec.get("port")),
+                peer=Peer(name=peer["name"], node=peer.get("node"), addresses=list(peer.get("addresses", [])),
+                          mac=peer.get("mac"), mtu=peer.get("mtu"), up=peer.get("up", True),
+                          master=peer.get("master"), port=_port_options(peer.get("port"))) if peer else None,
+                bridge=BridgeOptions(**spec["bridge"]) if "bridge" in spec else None,
+                parent=parent, parent_node=parent_node, mode=spec.get("mode"),
+                vni=vxlan.get("id", spec.get("id")), port_udp=vxlan.get("port"), local=vxlan.get("local"),
+                remote=vxlan.get("remote"), vxlan_learning=vxlan.get("learning"), table=spec.get("table"),
+            ))
+        nodes.append(Node(
+            name=node_name, links=links,
+            routes=[Route(**r) for r in body.get("routes", [])],
+            rules=[Rule(priority=r.get("priority"), src=r.get("from"), dst=r.get("to"), iif=r.get("iif"),
+                        oif=r.get("oif"), table=r["table"]) for r in body.get("rules", [])],
+            neighbours=[Neighbour(**n) for n in body.get("neighbours", [])],
+            fdb=[FdbEntry(**f) for f in body.get("fdb", [])],
+            sysctls=dict(body.get("sysctls", {})),
+            iptables=list(body.get("iptables", [])),
+            nftables=body.get("nftables"),
+        ))
+    lab = Lab(name=data["lab"], nodes=nodes, document=data.get("document"), section=data.get("section"),
+              summary=data.get("summary"), source=source)
+    validate(lab)
+    return lab
+
+
+def load_lab_file(path: str) -> Lab:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except OSError as exc:
+        raise LabError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(top)"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise LabError(f"{path}: {where}: broken YAML: {problem}") from None
+    return lab_from_dict(data, source=path)
+
+
+def bundled_lab_dir() -> str:
+    return str(resources.files("harness") / "labs")
+
+
+def bundled_labs() -> list[str]:
+    return sorted(name[:-5] for name in os.listdir(bundled_lab_dir()) if name.endswith(".yaml"))
+
+
+def load_lab(name_or_path: str) -> Lab:
+    """A bundled lab by name (``001-vbridge``) or a lab file by path."""
+    if os.sep in name_or_path or name_or_path.endswith((".yaml", ".yml")):
+        return load_lab_file(name_or_path)
+    path = os.path.join(bundled_lab_dir(), name_or_path + ".yaml")
+    if not os.path.exists(path):
+        raise LabError(f"{name_or_path}: no such lab (bundled labs: {', '.join(bundled_labs())})")
+    return load_lab_file(path)
+
+
+# ---------------------------------------------------------------- meaning checks
+
+def _interface(text: str, where: str, source: str):
+    try:
+        return ipaddress.ip_interface(text)
+    except ValueError:
+        raise LabError(f"{source}: {where}: invalid CIDR {text!r}") from None
+
+
+def _address(text: str, where: str, source: str):
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise LabError(f"{source}: {where}: invalid IP address {text!r}") from None
+
+
+def _network(text: str, where: str, source: str):
+    if text == "default":
+        return ipaddress.ip_network("0.0.0.0/0")
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        raise LabError(f"{source}: {where}: invalid destination {text!r} ({exc})") from None
+
+
+def validate(lab: Lab) -> None:
+    """Check a lab for meaning; raise ``LabError`` naming the first fault."""
+    src = lab.source
+    lab.ensure_host()
+    names = lab.node_names
+    for name in names:
+        if not _NAME_OK.match(name) or len(name) > 255 or name in (".", ".."):
+            raise LabError(f"{src}: nodes.{name}: not a usable namespace name")
+    # Which links exist where, and which addresses are connected where.
+    links_in: dict[str, dict[str, tuple[str, object]]] = {n: {} for n in names}
+    connected: dict[str, list] = {n: [] for n in names}
+    seen_addresses: dict[str, str] = {}
+
+    def add_link(node: str, name: str, kind: str, where: str, addresses: list[str]):
+        if node not in links_in:
+            raise LabError(f"{src}: {where}: unknown node {node!r} (nodes: {', '.join(names)})")
+        if not name or len(name) > IFNAMSIZ:
+            raise LabError(f"{src}: {where}.name: {name!r} is {len(name)} characters; "
+                           f"Linux interface names are 1 to {IFNAMSIZ}")
+        if not _NAME_OK.match(name) or name in (".", ".."):
+            raise LabError(f"{src}: {where}.name: {name!r} is not a valid interface name")
+        if name in links_in[node]:
+            raise LabError(f"{src}: {where}.name: {name!r} is defined twice in node {node!r}")
+        links_in[node][name] = (kind, where)
+        for i, text in enumerate(addresses):
+            iface = _interface(text, f"{where}.addresses[{i}]", src)
+            key = str(iface.ip)
+            if key in seen_addresses:
+                raise LabError(f"{src}: {where}.addresses[{i}]: duplicate address {key} "
+                               f"(already at {seen_addresses[key]})")
+            seen_addresses[key] = f"{node}/{name}"
+            connected[node].append((iface.network, name))
+
+    for node in lab.nodes:
+        for i, link in enumerate(node.links):
+            where = f"nodes.{node.name}.links[{i}]"
+            if link.kind not in LINK_KINDS:
+                raise LabError(f"{src}: {where}.kind: unknown kind {link.kind!r}")
+            add_link(node.name, link.name, link.kind, where, link.addresses)
+            if link.kind == "veth":
+                if link.peer is None:
+                    raise LabError(f"{src}: {where}.peer: a veth needs a peer (veths are made in pairs)")
+                add_link(link.peer.node or node.name, link.peer.name, "veth", f"{where}.peer", link.peer.addresses)
+            elif link.peer is not None:
+                raise LabError(f"{src}: {where}.peer: only a veth has a peer, not a {link.kind}")
+            if link.kind in ("macvlan", "ipvlan", "vlan") and not link.parent:
+                raise LabError(f"{src}: {where}.parent: a {link.kind} needs a parent link")
+            if link.kind == "vxlan" and link.vni is None:
+                raise LabError(f"{src}: {where}.vxlan.id: a vxlan needs a VNI")
+    for node in lab.nodes:
+        mine = links_in[node.name]
+        for i, link in enumerate(node.links):
+            where = f"nodes.{node.name}.links[{i}]"
+            for owner, master, w in ((node.name, link.master, where),
+                                     (link.peer.node or node.name if link.peer else None,
+                                      link.peer.master if link.peer else None, f"{where}.peer")):
+                if master is None:
+                    continue
+                kind = links_in[owner].get(master, (None,))[0]
+                if kind is None:
+                    raise LabError(f"{src}: {w}.master: no link {master!r} in node {owner!r}")
+                if kind not in ("bridge", "vrf"):
+                    raise LabError(f"{src}: {w}.master: {master!r} is a {kind}, not a bridge")
+            if link.parent:
+                pnode = link.parent_node or node.name
+                if pnode not in links_in:
+                    raise LabError(f"{src}: {where}.parent: unknown node {pnode!r}")
+                if link.parent not in links_in[pnode]:
+                    raise LabError(f"{src}: {where}.parent: no link {link.parent!r} in node {pnode!r}")
+        for i, route in enumerate(node.routes):
+            where = f"nodes.{node.name}.routes[{i}]"
+            _network(route.dst, f"{where}.dst", src)
+            if route.type not in ROUTE_TYPES:
+                raise LabError(f"{src}: {where}.type: unknown route type {route.type!r}")
+            if route.dev is not None and route.dev not in mine:
+                raise LabError(f"{src}: {where}.dev: no link {route.dev!r} in node {node.name!r}")
+            hops = route.nexthops or ([{"via": route.via, "dev": route.dev}] if route.via else [])
+            for j, hop in enumerate(hops):
+                hw = f"{where}.nexthops[{j}]" if route.nexthops else f"{where}.via"
+                if hop.get("dev") is not None and hop["dev"] not in mine:
+                    raise LabError(f"{src}: {hw}: no link {hop['dev']!r} in node {node.name!r}")
+                if hop.get("via") is None:
+                    continue
+                gateway = _address(hop["via"], hw, src)
+                if route.onlink:
+                    continue
+                reach = [dev for net, dev in connected[node.name]
+                         if gateway in net and (hop.get("dev") is None or hop.get("dev") == dev)]
+                # A /32 host route "X dev D scope link" makes X reachable on D (Calico's 169.254.1.1).
+                reach += [r.dev for r in node.routes if r.dev and r.via is None and r.type == "unicast"
+                          and r.dst != "default" and gateway in ipaddress.ip_network(r.dst, strict=False)
+                          and (hop.get("dev") is None or hop.get("dev") == r.dev)]
+                if not reach:
+                    raise LabError(f"{src}: {hw}: gateway {gateway} is unreachable from node {node.name!r} "
+                                   "(no connected subnet or link route holds it; add an address or onlink)")
+            if route.src is not None:
+                _address(route.src, f"{where}.src", src)
+        for i, rule in enumerate(node.rules):
+            where = f"nodes.{node.name}.rules[{i}]"
+            for key, value in (("from", rule.src), ("to", rule.dst)):
+                if value is not None and value != "all":
+                    _network(value, f"{where}.{key}", src)
+            for key, value in (("iif", rule.iif), ("oif", rule.oif)):
+                if value is not None and value not in mine:
+                    raise LabError(f"{src}: {where}.{key}: no link {value!r} in node {node.name!r}")
+        for i, neigh in enumerate(node.neighbours):
+            where = f"nodes.{node.name}.neighbours[{i}]"
+            _address(neigh.dst, f"{where}.dst", src)
+            if neigh.dev not in mine:
+                raise LabError(f"{src}: {where}.dev: no link {neigh.dev!r} in node {node.name!r}")
+        for i, entry in enumerate(node.fdb):
+            where = f"nodes.{node.name}.fdb[{i}]"
+            if entry.dev not in mine:
+                raise LabError(f"{src}: {where}.dev: no link {entry.dev!r} in node {node.name!r}")
+            if entry.dst is not None:
+                _address(entry.dst, f"{where}.dst", src)
+        for i, rule in enumerate(node.iptables):
+            try:
+                argv = shlex.split(rule)
+            except ValueError as exc:
+                raise LabError(f"{src}: nodes.{node.name}.iptables[{i}]: {exc}") from None
+            if not any(a in ("-A", "-I", "-N", "-P", "--append", "--insert", "--new-chain", "--policy")
+                       for a in argv):
+                raise LabError(f"{src}: nodes.{node.name}.iptables[{i}]: a rule must add something "
+                               f"(-A, -I, -N or -P): {rule!r}")
+        for key in node.sysctls:
+            if not re.match(r"^[a-z0-9_]+(\.[A-Za-z0-9_.@-]+)+$", key) and "/" not in key:
+                raise LabError(f"{src}: nodes.{node.name}.sysctls: {key!r} is not a sysctl name")

@@ -1,0 +1,138 @@
+"""Small netlink helpers shared by the sandbox, the builder and the probe engine."""
+from __future__ import annotations
+
+import os
+import select
+import socket
+import time
+
+from pyroute2 import IPRoute
+
+from . import nsutil
+
+IFF_UP = 0x1
+IFF_RUNNING = 0x40
+IFF_LOWER_UP = 0x10000
+
+RTMGRP_LINK = 0x1
+RTMGRP_NEIGH = 0x4
+RTMGRP_IPV4_IFADDR = 0x10
+RTMGRP_IPV4_ROUTE = 0x40
+
+AF_BRIDGE = 7
+NUD_PERMANENT = 0x80
+NUD_NOARP = 0x40
+
+
+def set_link_up_by_name(name: str) -> None:
+    with IPRoute() as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname=name)[0], state="up")
+
+
+def ipr_in(fd: int) -> IPRoute:
+    """An IPRoute whose socket lives in the namespace ``fd`` (no helper process)."""
+    with nsutil.entered(fd):
+        return IPRoute()
+
+
+class NetlinkWatch:
+    """Multicast rtnetlink notifications from one namespace, to wait on with a deadline.
+
+    Subscribe first, then check the state, then wait: an event between the check and
+    the wait is not lost because the socket was already listening.
+    """
+
+    def __init__(self, netns_fd: int, groups: int):
+        with nsutil.entered(netns_fd):
+            self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
+                                      socket.NETLINK_ROUTE)
+        self.sock.bind((0, groups))
+        self.sock.setblocking(False)
+
+    def drain(self) -> int:
+        count = 0
+        while True:
+            try:
+                self.sock.recv(65536)
+                count += 1
+            except BlockingIOError:
+                return count
+
+    def wait_for(self, predicate, timeout: float) -> bool:
+        """True as soon as ``predicate()`` holds, checked again on every notification."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.drain()
+            if predicate():
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            select.select([self.sock], [], [], left)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def link_state(msg) -> dict:
+    flags = msg["flags"]
+    return {
+        "index": msg["index"],
+        "name": msg.get_attr("IFLA_IFNAME"),
+        "up": bool(flags & IFF_UP),
+        "lower_up": bool(flags & IFF_LOWER_UP),
+        "running": bool(flags & IFF_RUNNING),
+        "operstate": msg.get_attr("IFLA_OPERSTATE"),
+    }
+
+
+def links_settling(ipr: IPRoute) -> dict[int, str]:
+    """Links (index -> name) that have carrier but whose operstate is not yet UP.
+
+    The kernel's linkwatch makes a carrier change effective (operstate, qdisc
+    activation, a bridge port leaving "disabled") from a work queue that it rate
+    limits to once a second for non-urgent events, so a lab is not ready while
+    this is not empty.
+    """
+    pending = {}
+    for msg in ipr.get_links():
+        state = link_state(msg)
+        if state["up"] and state["lower_up"] and not state["running"]:
+            pending[state["index"]] = state["name"]
+    return pending
+
+
+def sync_linkwatch(ipr: IPRoute) -> dict[int, str]:
+    """Make pending linkwatch events effective now; return the links still settling.
+
+    RTM_GETLINK for one device (not a dump) runs linkwatch_sync_dev() on it, so
+    there is no need to wait up to a second for the rate-limited work queue. A
+    veth whose ifindex equals its peer's (both 2 in two fresh namespaces) does not
+    count as urgent for linkwatch and would otherwise wait the full second.
+    """
+    pending = links_settling(ipr)
+    for index in pending:
+        ipr.link("get", index=index)
+    return links_settling(ipr) if pending else pending
+
+
+def close_quietly(*closables) -> None:
+    for item in closables:
+        try:
+            item.close()
+        except (OSError, RuntimeError, ValueError):
+            pass
+
+
+def safe_close_fd(fd: int | None) -> None:
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass

@@ -1,0 +1,111 @@
+"""The sandbox: a private network namespace and a private mount namespace.
+
+The process (and, under pytest-xdist, each worker on its own) moves into fresh
+network and mount namespaces, with a private tmpfs on /run so that /run/netns and
+/run/xtables.lock are its own. Unprivileged users first enter a user namespace
+mapping them to root. The machine's root namespaces are never touched, and when
+the process exits the kernel removes everything it made.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+from . import nsutil
+from .errors import SandboxError
+
+
+@dataclass(frozen=True)
+class SandboxInfo:
+    mode: str  # "root", "userns" or "none"
+    netns_inode: int
+    outer_netns_inode: int
+
+
+_state: SandboxInfo | None = None
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
+def _enter_user_namespace() -> None:
+    uid, gid = os.getuid(), os.getgid()
+    if threading.active_count() > 1:
+        raise SandboxError(
+            "cannot enter a user namespace: the process already has threads "
+            "(unshare(CLONE_NEWUSER) refuses threaded processes); start the sandbox earlier"
+        )
+    try:
+        nsutil.unshare(nsutil.CLONE_NEWUSER)
+    except OSError as exc:
+        raise SandboxError(
+            f"user namespaces are not allowed here ({exc.strerror}) and you are not root: "
+            "run as root, or allow them (sysctl kernel.unprivileged_userns_clone=1 / "
+            "user.max_user_namespaces>0, or the AppArmor userns restriction off), "
+            "or pass --no-sandbox inside a throwaway VM"
+        ) from None
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"0 {uid} 1")
+    _write("/proc/self/gid_map", f"0 {gid} 1")
+
+
+def _private_run() -> None:
+    # Without MS_PRIVATE on / the tmpfs below would propagate back to the machine.
+    nsutil.mount("none", "/", None, nsutil.MS_REC | nsutil.MS_PRIVATE)
+    nsutil.mount("netconform-run", "/run", "tmpfs", 0, "mode=0755")
+    os.mkdir(nsutil.NETNS_RUN_DIR, 0o755)
+    nsutil.mount("netconform-netns", nsutil.NETNS_RUN_DIR, "tmpfs", 0, "mode=0755")
+
+
+def enter(*, allow_userns: bool = True) -> SandboxInfo:
+    """Move the calling thread (and all it spawns) into a fresh sandbox.
+
+    Safe to call again in a child process (a pytest-xdist worker) that inherited a
+    sandbox: it unshares once more, so workers never share a namespace.
+    """
+    global _state
+    outer = nsutil.current_netns_fd()
+    try:
+        outer_inode = nsutil.netns_inode(outer)
+    finally:
+        os.close(outer)
+    mode = "root"
+    if os.geteuid() != 0:
+        if not allow_userns:
+            raise SandboxError("not root and user namespaces disabled by the caller")
+        _enter_user_namespace()
+        mode = "userns"
+    try:
+        nsutil.unshare(nsutil.CLONE_NEWNET | nsutil.CLONE_NEWNS)
+        _private_run()
+    except OSError as exc:
+        raise SandboxError(f"cannot make the private network/mount namespaces: {exc}") from None
+    inner = nsutil.current_netns_fd()
+    try:
+        # The sandbox itself sends nothing: loopback only, no IPv6 autoconfiguration.
+        from .netops import set_link_up_by_name
+        nsutil.write_sysctl("net.ipv6.conf.default.disable_ipv6", 1)
+        nsutil.write_sysctl("net.ipv6.conf.all.disable_ipv6", 1)
+        set_link_up_by_name("lo")
+        _state = SandboxInfo(mode=mode, netns_inode=nsutil.netns_inode(inner), outer_netns_inode=outer_inode)
+    finally:
+        os.close(inner)
+    return _state
+
+
+def mark_unsandboxed() -> SandboxInfo:
+    global _state
+    fd = nsutil.current_netns_fd()
+    try:
+        inode = nsutil.netns_inode(fd)
+    finally:
+        os.close(fd)
+    _state = SandboxInfo(mode="none", netns_inode=inode, outer_netns_inode=inode)
+    return _state
+
+
+def info() -> SandboxInfo | None:
+    return _state

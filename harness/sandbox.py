@@ -24,6 +24,57 @@ class SandboxInfo:
 
 
 _state: SandboxInfo | None = None
+# The machine's own network and mount namespaces, kept open so a self-test can look at
+# (never change) the machine from inside the sandbox. Under pytest-xdist the controller
+# publishes them to its workers as /proc/PID/fd/N paths in this variable.
+OUTER_ENV = "NETCONFORM_MACHINE_NS"
+_outer: tuple[int, int] | None = None
+
+
+def _remember_machine_namespaces() -> None:
+    global _outer
+    inherited = os.environ.get(OUTER_ENV)
+    if inherited:
+        try:
+            net_path, mnt_path = inherited.split(",")
+            _outer = (os.open(net_path, os.O_RDONLY | os.O_CLOEXEC), os.open(mnt_path, os.O_RDONLY | os.O_CLOEXEC))
+            return
+        except (OSError, ValueError):
+            pass  # the publisher is gone: we are the outermost sandbox then
+    net = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    mnt = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    _outer = (net, mnt)
+    os.environ[OUTER_ENV] = f"/proc/{os.getpid()}/fd/{net},/proc/{os.getpid()}/fd/{mnt}"
+
+
+def machine_namespaces() -> tuple[int, int]:
+    """(network, mount) namespace fds of the machine this run started from."""
+    if _outer is None:
+        raise SandboxError("the sandbox was not entered, so there is no outside to look at")
+    return _outer
+
+
+def outside_preexec(uid: int | None = None, gid: int | None = None, cwd: str | None = None):
+    """A ``preexec_fn`` moving a child process back to the machine's namespaces.
+
+    Only root can do it (the machine's namespaces belong to the initial user
+    namespace); optionally it then drops to ``uid``/``gid``. Entering a mount
+    namespace resets the working directory, so it is set again (``cwd``, default
+    the caller's).
+    """
+    net, mnt = machine_namespaces()
+    cwd = cwd or os.getcwd()
+
+    def preexec():
+        nsutil.setns(mnt, nsutil.CLONE_NEWNS)
+        nsutil.setns(net, nsutil.CLONE_NEWNET)
+        os.chdir(cwd)
+        if gid is not None:
+            os.setgroups([])
+            os.setgid(gid)
+        if uid is not None:
+            os.setuid(uid)
+    return preexec
 
 
 def _write(path: str, text: str) -> None:
@@ -67,6 +118,7 @@ def enter(*, allow_userns: bool = True) -> SandboxInfo:
     sandbox: it unshares once more, so workers never share a namespace.
     """
     global _state
+    _remember_machine_namespaces()
     outer = nsutil.current_netns_fd()
     try:
         outer_inode = nsutil.netns_inode(outer)

@@ -211,14 +211,15 @@ class Probe:
         entry = self._socket(port)
         predicate = compile_match(match)
         deadline = time.monotonic() + timeout
+        scanned = entry.since
         while True:
             list(self._read(entry))
-            for at in range(entry.since, len(entry.history)):
+            for at in range(scanned, len(entry.history)):
                 seen = entry.history[at]
                 if seen.outbound != inbound and predicate(seen.raw, lambda s=seen: s.packet):
-                    entry.since = at + 1
+                    entry.since = at + 1  # a later expectation starts after this frame
                     return seen
-            entry.since = len(entry.history)
+            scanned = len(entry.history)
             left = deadline - time.monotonic()
             if left <= 0:
                 return None

@@ -89,6 +89,7 @@ def create_netns(name: str | None = None) -> int:
     path = None
     if name is not None:
         path = os.path.join(NETNS_RUN_DIR, name)
+        os.makedirs(NETNS_RUN_DIR, mode=0o755, exist_ok=True)  # as `ip netns add` does
         try:
             os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
         except FileExistsError:

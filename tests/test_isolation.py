@@ -198,3 +198,14 @@ def test_a_machine_without_user_namespaces_gets_one_line():
     assert code == 4, text
     assert len(lines) == 1 and "user namespaces are not allowed here" in lines[0], text
     assert "Traceback" not in text
+
+
+def test_no_sandbox_says_loudly_what_it_will_touch(tmp_path):
+    # Collection only: nothing is built, so nothing is touched; the warning comes first.
+    done = subprocess.run(pytest_argv("--no-sandbox", "--collect-only", f"--basetemp={tmp_path}"), cwd=PROJECT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "--no-sandbox" in done.stderr and "/run/netns" in done.stderr and "throw away" in done.stderr
+    sandboxed = subprocess.run(pytest_argv("--collect-only", f"--basetemp={tmp_path}"), cwd=PROJECT,
+                               capture_output=True, text=True, timeout=120)
+    assert "throw away" not in sandboxed.stderr

@@ -1,0 +1,70 @@
+"""The benchmark runs end to end and writes a complete report.
+
+Speed itself is never asserted here (a test is no place to measure it): a missed
+bar (exit status 1) is accepted, but the table and the JSON must be complete.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METHOD_KEYS = {"build_ms", "teardown_ms", "total_ms"}
+PROBE_KEYS = {"arp_ms", "arp_p90_ms", "icmp_ms", "expect_none_ms"}
+BARS = {"001-vbridge.ratio_build", "probe.arp_ms", "probe.icmp_ms", "probe.expect_none_ms"}
+
+
+def positive(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def test_bench_writes_table_and_complete_json(tmp_path):
+    report_path = tmp_path / "out" / "bench.json"  # the directory is made by the bench
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.bench", "--iterations", "3", "--warmup", "1",
+         "--arp-iterations", "20", "--window-iterations", "3", "--json", str(report_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=100)
+    assert done.returncode in (0, 1), f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+
+    out = done.stdout
+    for text in ("001-vbridge", "shell", "harness", "build ms", "teardown ms", "total ms", "shell / harness",
+                 "no readiness wait", "arp(", "ping(", "expect_none(", "bars"):
+        assert text in out, f"{text!r} missing from the table:\n{out}"
+    if done.returncode == 1:
+        assert "FAIL" in out and "FAIL" in done.stderr
+    else:
+        assert "FAIL" not in out
+
+    report = json.loads(report_path.read_text())
+    assert report["schema"] == 1
+    machine = report["machine"]
+    assert set(machine) >= {"kernel", "cpus", "python"}
+    assert machine["kernel"] and machine["python"] and positive(machine["cpus"])
+    assert report["iterations"] == 3
+
+    lab = report["results"]["001-vbridge"]
+    for method in ("shell", "harness"):
+        assert METHOD_KEYS <= set(lab[method]), lab[method]
+        for key in METHOD_KEYS:
+            assert positive(lab[method][key]), (method, key, lab[method][key])
+        assert lab[method]["total_ms"] >= lab[method]["build_ms"] * 0.5  # a median of sums, roughly
+    assert positive(lab["ratio_build"]) and positive(lab["ratio_total"])
+    assert math.isclose(lab["ratio_build"], lab["shell"]["build_ms"] / lab["harness"]["build_ms"])
+    steps = lab["harness"]["steps_ms"]
+    assert "ready" in steps and all(isinstance(v, float) and v >= 0 for v in steps.values()), steps
+
+    probe = report["results"]["probe"]
+    assert PROBE_KEYS <= set(probe), probe
+    for key in PROBE_KEYS:
+        assert positive(probe[key]), (key, probe[key])
+    assert probe["arp_p90_ms"] >= probe["arp_ms"]
+
+    bars = report["bars"]
+    assert set(bars) == BARS
+    for name, bar in bars.items():
+        assert {"value", "bar", "pass"} <= set(bar), (name, bar)
+        assert positive(bar["value"]) and positive(bar["bar"]) and isinstance(bar["pass"], bool)
+    assert (done.returncode == 0) == all(bar["pass"] for bar in bars.values())

@@ -31,6 +31,7 @@ ETH_P_ARP = 0x0806
 PACKET_OUTGOING = 4
 SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 
 
 @dataclass(frozen=True)
@@ -302,6 +303,7 @@ class Probe:
     def ping(self, node: str, dst: str, timeout: float = DEADLINE, ttl: int | None = None) -> PingResult:
         """One ICMP echo from ``node`` to ``dst`` through the node's own routing."""
         sock = self._icmp_socket(node)
+        self.drain()  # like send(): expectations after a ping see only what followed it
         while True:  # stale replies of earlier pings
             try:
                 sock.recv(65535)
@@ -346,18 +348,29 @@ class Probe:
     def udp(self, client: str, server: str, dst: str, port: int, listen: str = "0.0.0.0",
             payload: bytes = b"netconform", timeout: float = DEADLINE) -> Exchange:
         """Client node sends a datagram to dst:port; the server node echoes it back."""
+        self.drain()
         with self.live.entered(server):
             srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         with self.live.entered(client):
             cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         try:
             srv.bind((listen, port))
+            # Answer from the address the datagram was sent to, as a DNS server does: a
+            # multi-homed server otherwise answers from its primary address, which a NAT's
+            # conntrack entry (expecting the original destination) would not reverse.
+            srv.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
             cli.sendto(payload, (dst, port))
             ready, _, _ = select.select([srv], [], [], timeout)
             if not ready:
                 return Exchange(False, error=f"the server in {server} got nothing within {timeout:g} s")
-            data, peer = srv.recvfrom(65535)
-            srv.sendto(data, peer)
+            data, ancillary, _, peer = srv.recvmsg(65535, socket.CMSG_SPACE(12))
+            arrived_at = [d[8:12] for level, kind, d in ancillary if level == socket.IPPROTO_IP and kind == IP_PKTINFO]
+            control = [(socket.IPPROTO_IP, IP_PKTINFO, struct.pack("!I", 0) + arrived_at[0] + b"\0" * 4)] \
+                if arrived_at else []
+            try:
+                srv.sendmsg([data], control, 0, peer)
+            except OSError as exc:  # e.g. the server has no route back to what it saw
+                return Exchange(False, server_saw=peer, error=f"the server could not answer: {exc.strerror}")
             ready, _, _ = select.select([cli], [], [], timeout)
             if not ready:
                 return Exchange(False, server_saw=peer, error="no reply reached the client")
@@ -372,6 +385,7 @@ class Probe:
     def tcp(self, client: str, server: str, dst: str, port: int, listen: str = "0.0.0.0",
             payload: bytes = b"netconform", timeout: float = DEADLINE) -> Exchange:
         """Client node connects to dst:port; a listener in the server node accepts and echoes."""
+        self.drain()
         with self.live.entered(server):
             srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         with self.live.entered(client):

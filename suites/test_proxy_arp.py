@@ -1,0 +1,60 @@
+"""Proxy ARP, Calico style: document 000 ("Proxy ARP", "Calico 中的 Proxy ARP", step 7).
+
+A host veth with proxy_arp=1 answers who-has, with its own MAC, for any address the
+host routes out of another interface; pods on /32 addresses reach each other through
+the host's routing with 169.254.1.1 as a gateway nobody owns.
+"""
+import pytest
+
+from fixtures import lab_fixture
+from harness import nsutil
+from harness.probe import QUIET_WINDOW, Port
+
+calico = lab_fixture("000-calico")
+POD1 = Port("container1", "eth0")
+
+
+def set_proxy_arp(lab, ifname, value):
+    with lab.entered("host"):
+        nsutil.write_sysctl(f"net.ipv4.conf.{ifname}.proxy_arp", value)
+
+
+@pytest.mark.document("000", "Calico 中的 Proxy ARP: 169.254.1.1")
+def test_host_veth_answers_for_the_gateway_with_its_own_mac(calico):
+    reply = calico.probe.arp(POD1, "169.254.1.1")
+    assert reply is not None, "nobody answered who-has 169.254.1.1"
+    assert reply.mac == calico.mac("host", "cali0001")
+
+
+@pytest.mark.document("000", "什么是 Proxy ARP")
+def test_host_veth_answers_for_another_pod_it_routes(calico):
+    reply = calico.probe.arp(POD1, "10.244.1.3")
+    assert reply is not None and reply.mac == calico.mac("host", "cali0001")
+
+
+@pytest.mark.document("000", "sysctl net.ipv4.conf.cali12345.proxy_arp=1")
+def test_no_answer_with_proxy_arp_off(calico):
+    set_proxy_arp(calico, "cali0001", 0)
+    assert calico.probe.arp(POD1, "169.254.1.1", timeout=QUIET_WINDOW) is None
+
+
+@pytest.mark.document("000", "什么是 Proxy ARP: 且有路由")
+def test_no_answer_for_an_address_the_host_has_no_route_to(calico):
+    calico.ipr("host").route("del", dst="0.0.0.0/0")  # 169.254.1.1 was routed by the default route
+    assert calico.probe.arp(POD1, "169.254.1.1", timeout=QUIET_WINDOW) is None
+    assert calico.probe.arp(POD1, "10.244.1.3") is not None  # a routed address is still answered
+
+
+@pytest.mark.document("000", "步骤 7: container1 ping 10.244.1.3")
+def test_pods_on_32_reach_each_other_through_host_routing(calico):
+    result = calico.probe.ping("container1", "10.244.1.3")
+    assert result, result.error
+    neighbours = {n.get_attr("NDA_DST"): n.get_attr("NDA_LLADDR") for n in calico.ipr("container1").get_neighbours()}
+    assert neighbours.get("169.254.1.1") == calico.mac("host", "cali0001"), neighbours
+
+
+@pytest.mark.document("000", "步骤 7")
+def test_pods_cannot_reach_each_other_without_proxy_arp(calico):
+    set_proxy_arp(calico, "cali0001", 0)
+    result = calico.probe.ping("container1", "10.244.1.3", timeout=QUIET_WINDOW)
+    assert not result, "container1 reached 10.244.1.3 without anyone answering ARP for its gateway"

@@ -99,10 +99,10 @@ LAB_SCHEMA: dict[str, Any] = {
                     "neighbours": {"type": "array", "items": {
                         "type": "object", "additionalProperties": False, "required": ["dst", "dev"],
                         "properties": {"dst": {"type": "string"}, "dev": {"type": "string"},
-                                       "lladdr": {"type": "string"}, "proxy": {"type": "boolean"}}}},
+                                       "lladdr": _common_link["mac"], "proxy": {"type": "boolean"}}}},
                     "fdb": {"type": "array", "items": {
                         "type": "object", "additionalProperties": False, "required": ["mac", "dev"],
-                        "properties": {"mac": {"type": "string"}, "dev": {"type": "string"},
+                        "properties": {"mac": _common_link["mac"], "dev": {"type": "string"},
                                        "dst": {"type": "string"}, "master": {"type": "boolean"}}}},
                     "iptables": {"type": "array", "items": {"type": "string"}},
                     "nftables": {"type": "string"},
@@ -116,6 +116,27 @@ _NAME_OK = re.compile(r"^[^/:\s]+$")
 _VALIDATOR = jsonschema.Draft202012Validator(LAB_SCHEMA)
 # libyaml's parser when PyYAML has it (9x faster here; a lab is read for every test).
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+TABLE_NAMES = ("main", "local", "default")
+LINK_MODES = {"macvlan": ("private", "vepa", "bridge", "passthru", "source"), "ipvlan": ("l2", "l3", "l3s")}
+IPTABLES_ARITY = {"-t": 1, "--table": 1, "-A": 1, "--append": 1, "-I": 1, "--insert": 1,
+                  "-N": 1, "--new-chain": 1, "-P": 2, "--policy": 2}
+
+
+class _LabLoader(_YAML_LOADER):
+    """The safe loader, refusing a key given twice in one mapping (the second would replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the constructor reports it itself
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _where(path) -> str:
@@ -177,7 +198,7 @@ def lab_from_dict(data: Any, source: str = "<dict>") -> Lab:
 def load_lab_file(path: str) -> Lab:
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.load(handle, Loader=_YAML_LOADER)
+            data = yaml.load(handle, Loader=_LabLoader)  # noqa: S506 - a safe loader
     except OSError as exc:
         raise LabError(f"{path}: cannot read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
@@ -185,6 +206,8 @@ def load_lab_file(path: str) -> Lab:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(top)"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise LabError(f"{path}: {where}: broken YAML: {problem}") from None
+    if data is None:
+        raise LabError(f"{path}: (top): the file is empty (a lab file is a mapping with lab and nodes)")
     return lab_from_dict(data, source=path)
 
 
@@ -231,11 +254,22 @@ def _network(text: str, where: str, source: str):
         raise LabError(f"{source}: {where}: invalid destination {text!r} ({exc})") from None
 
 
+def _table(value, where: str, source: str) -> None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32):
+        return
+    if isinstance(value, str) and (value.isdigit() or value in TABLE_NAMES):
+        return
+    raise LabError(f"{source}: {where}: unknown table {value!r} (a number or one of {', '.join(TABLE_NAMES)})")
+
+
 def validate(lab: Lab) -> None:
     """Check a lab for meaning; raise ``LabError`` naming the first fault."""
     src = lab.source
     lab.ensure_host()
     names = lab.node_names
+    for name in names:
+        if names.count(name) > 1:
+            raise LabError(f"{src}: nodes.{name}: node {name!r} is defined twice")
     for name in names:
         if not _NAME_OK.match(name) or len(name) > 255 or name in (".", ".."):
             raise LabError(f"{src}: nodes.{name}: not a usable namespace name")
@@ -247,6 +281,8 @@ def validate(lab: Lab) -> None:
     def add_link(node: str, name: str, kind: str, where: str, addresses: list[str]):
         if node not in links_in:
             raise LabError(f"{src}: {where}: unknown node {node!r} (nodes: {', '.join(names)})")
+        if not isinstance(name, str):
+            raise LabError(f"{src}: {where}.name: {name!r} is not a string")
         if not name or len(name) > IFNAMSIZ:
             raise LabError(f"{src}: {where}.name: {name!r} is {len(name)} characters; "
                            f"Linux interface names are 1 to {IFNAMSIZ}")
@@ -280,6 +316,13 @@ def validate(lab: Lab) -> None:
                 raise LabError(f"{src}: {where}.parent: a {link.kind} needs a parent link")
             if link.kind == "vxlan" and link.vni is None:
                 raise LabError(f"{src}: {where}.vxlan.id: a vxlan needs a VNI")
+            if link.mode is not None and link.mode not in LINK_MODES.get(link.kind, ()):
+                known = LINK_MODES.get(link.kind)
+                raise LabError(f"{src}: {where}.mode: {link.mode!r} is not a {link.kind} mode"
+                               + (f" ({', '.join(known)})" if known else f" (a {link.kind} has no mode)"))
+            for key, value in (("local", link.local), ("remote", link.remote)):
+                if value is not None:
+                    _address(value, f"{where}.vxlan.{key}", src)
     for node in lab.nodes:
         mine = links_in[node.name]
         for i, link in enumerate(node.links):
@@ -302,7 +345,8 @@ def validate(lab: Lab) -> None:
                     raise LabError(f"{src}: {where}.parent: no link {link.parent!r} in node {pnode!r}")
         for i, route in enumerate(node.routes):
             where = f"nodes.{node.name}.routes[{i}]"
-            _network(route.dst, f"{where}.dst", src)
+            dst_net = _network(route.dst, f"{where}.dst", src)
+            _table(route.table, f"{where}.table", src)
             if route.type not in ROUTE_TYPES:
                 raise LabError(f"{src}: {where}.type: unknown route type {route.type!r}")
             if route.dev is not None and route.dev not in mine:
@@ -315,6 +359,9 @@ def validate(lab: Lab) -> None:
                 if hop.get("via") is None:
                     continue
                 gateway = _address(hop["via"], hw, src)
+                if gateway.version != dst_net.version:
+                    raise LabError(f"{src}: {hw}: gateway {gateway} is IPv{gateway.version} but the destination "
+                                   f"{route.dst} is IPv{dst_net.version}")
                 if route.onlink:
                     continue
                 reach = [dev for net, dev in connected[node.name]
@@ -330,6 +377,7 @@ def validate(lab: Lab) -> None:
                 _address(route.src, f"{where}.src", src)
         for i, rule in enumerate(node.rules):
             where = f"nodes.{node.name}.rules[{i}]"
+            _table(rule.table, f"{where}.table", src)
             for key, value in (("from", rule.src), ("to", rule.dst)):
                 if value is not None and value != "all":
                     _network(value, f"{where}.{key}", src)
@@ -352,6 +400,11 @@ def validate(lab: Lab) -> None:
                 argv = shlex.split(rule)
             except ValueError as exc:
                 raise LabError(f"{src}: nodes.{node.name}.iptables[{i}]: {exc}") from None
+            for at, arg in enumerate(argv):
+                need = IPTABLES_ARITY.get(arg, 0)
+                if len(argv) - at - 1 < need:
+                    raise LabError(f"{src}: nodes.{node.name}.iptables[{i}]: {arg} needs {need} "
+                                   f"argument{'s' if need > 1 else ''}: {rule!r}")
             if not any(a in ("-A", "-I", "-N", "-P", "--append", "--insert", "--new-chain", "--policy")
                        for a in argv):
                 raise LabError(f"{src}: nodes.{node.name}.iptables[{i}]: a rule must add something "

@@ -9,10 +9,12 @@ run as programs (with argument lists), because they have no library.
 from __future__ import annotations
 
 import errno
+import fcntl
 import ipaddress
 import os
 import shlex
 import shutil
+import struct
 import subprocess
 import time
 from typing import Callable
@@ -38,6 +40,8 @@ CREATION_ORDER = {"bridge": 0, "vrf": 0, "dummy": 0, "tun": 0, "tap": 0, "veth":
                   "vxlan": 2, "macvlan": 3, "ipvlan": 3, "vlan": 3}
 BR_NETFILTER_SYSCTLS = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",
                         "net.bridge.bridge-nf-call-arptables")
+TUNSETIFF, TUNSETPERSIST = 0x400454CA, 0x400454CB
+IFF_TUN, IFF_TAP, IFF_NO_PI = 0x0001, 0x0002, 0x1000
 LINK_KIND_CAPABILITY_ERRORS = (errno.EOPNOTSUPP, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT)
 
 
@@ -49,6 +53,28 @@ def table_id(table) -> int:
     if str(table).isdigit():
         return int(table)
     return TABLES[table]
+
+
+def _restore_quote(arg: str) -> str:
+    """Quote a word for iptables-restore, which understands double quotes only."""
+    if arg and not any(c in arg for c in ' \t"\\\'#'):
+        return arg
+    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def make_persistent_tuntap(name: str, kind: str) -> None:
+    """Create a persistent tun or tap device in the calling thread's namespace.
+
+    What `ip tuntap add NAME mode tun|tap` does: TUNSETIFF with IFF_NO_PI (no
+    packet-information header), then TUNSETPERSIST so it outlives the descriptor.
+    """
+    flags = (IFF_TUN if kind == "tun" else IFF_TAP) | IFF_NO_PI
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), flags))
+        fcntl.ioctl(fd, TUNSETPERSIST, 1)
+    finally:
+        os.close(fd)
 
 
 def iptables_restore_input(rules: list[str]) -> tuple[str, list[str]]:
@@ -67,7 +93,7 @@ def iptables_restore_input(rules: list[str]) -> tuple[str, list[str]]:
         elif argv[0] in ("-P", "--policy"):
             heads.append(f":{argv[1]} {argv[2]} [0:0]")
         else:
-            lines.append(shlex.join(argv))
+            lines.append(" ".join(_restore_quote(arg) for arg in argv))
     text = ""
     for table, (heads, lines) in by_table.items():
         text += f"*{table}\n" + "".join(h + "\n" for h in heads) + "".join(l + "\n" for l in lines) + "COMMIT\n"
@@ -159,7 +185,7 @@ class LiveLab:
             # bridge-nf-call-iptables=1, which would MASQUERADE 001's ns1->ns2 traffic.
             # A lab that wants it sets net.bridge.bridge-nf-call-iptables: 1.
             for key in BR_NETFILTER_SYSCTLS:
-                if os.path.exists("/proc/sys/" + key.replace(".", "/")):
+                if os.path.exists(nsutil.sysctl_path(key)):
                     nsutil.write_sysctl(key, 0)
             ipr = IPRoute()
         self._iprs[name] = ipr
@@ -307,7 +333,7 @@ class _Builder:
                 if options.vlan_filtering is not None:
                     spec["br_vlan_filtering"] = int(options.vlan_filtering)
         elif kind in ("tun", "tap"):
-            spec.update(kind="tuntap", mode=kind)
+            pass  # made below with the tun driver's ioctls
         elif kind in ("macvlan", "ipvlan", "vlan"):
             parent_node = link.parent_node or node.name
             creator, where = live.ipr(parent_node), parent_node
@@ -338,15 +364,19 @@ class _Builder:
             spec["kind"] = kind
         try:
             if kind in ("tun", "tap"):
-                # A tun/tap is made by opening /dev/net/tun, in the opener's namespace.
                 with live.entered(where):
-                    creator.link("add", **spec)
+                    make_persistent_tuntap(link.name, kind)
+                extra = {k: v for k, v in spec.items() if k in ("address", "mtu")}
+                if extra:
+                    creator.link("set", index=live.ifindex(node.name, link.name), **extra)
             else:
                 creator.link("add", **spec)
         except NetlinkError as exc:
             if exc.code in LINK_KIND_CAPABILITY_ERRORS:
+                options = sorted(k for k in spec if k not in ("ifname", "kind", "peer", "link", "net_ns_fd"))
                 raise CapabilityMissing(
-                    f"the kernel cannot make {kind} links (RTM_NEWLINK kind={kind}: {os.strerror(exc.code)})"
+                    f"the kernel cannot make this {kind} link (RTM_NEWLINK kind={kind}"
+                    + (f" with {', '.join(options)}" if options else "") + f": {os.strerror(exc.code)})"
                 ) from None
             raise self.fail(f"node {node.name}: create {kind} {link.name}", exc) from None
         except OSError as exc:
@@ -416,8 +446,9 @@ class _Builder:
 
     def add_rule(self, node: str, rule) -> None:
         spec: dict = {"table": table_id(rule.table), "action": "FR_ACT_TO_TBL"}
-        if rule.priority is not None:
-            spec["priority"] = rule.priority
+        # pyroute2 would put 32000 on a rule without a priority; `ip rule add` leaves it to
+        # the kernel, which takes one below the second rule (fib_default_rule_pref): 32765.
+        spec["priority"] = rule.priority if rule.priority is not None else self.default_rule_priority(node)
         for key, value in (("src", rule.src), ("dst", rule.dst)):
             if value is not None and value != "all":
                 net = ipaddress.ip_network(value, strict=False)
@@ -431,6 +462,10 @@ class _Builder:
             self.live.ipr(node).rule("add", **spec)
         except NetlinkError as exc:
             raise self.fail(f"node {node}: rule table {rule.table}", exc) from None
+
+    def default_rule_priority(self, node: str) -> int:
+        prefs = sorted(r.get_attr("FRA_PRIORITY") or 0 for r in self.live.ipr(node).get_rules(family=2))
+        return prefs[1] - 1 if len(prefs) > 1 and prefs[1] > 0 else 0
 
     def add_neighbour(self, node: str, neigh) -> None:
         spec = {"dst": neigh.dst, "ifindex": self.live.ifindex(node, neigh.dev), "state": NUD_PERMANENT}

@@ -18,7 +18,7 @@ import jsonschema
 import yaml
 
 from .errors import LabError
-from .model import (HOST, BridgeOptions, FdbEntry, Lab, Link, Neighbour, Node, Peer,
+from .model import (BridgeOptions, FdbEntry, Lab, Link, Neighbour, Node, Peer,
                     PortOptions, Route, Rule)
 
 IFNAMSIZ = 15  # usable characters of IFNAMSIZ (16 with the NUL)

@@ -122,13 +122,19 @@ def release_netns_name(name: str) -> None:
         os.unlink(path)
 
 
+def sysctl_path(key: str) -> str:
+    """/proc/sys path of a sysctl: dotted (``net.ipv4.ip_forward``) or, as sysctl(8)
+    accepts for interface names with dots, slashed (``net/ipv4/conf/eth0.100/rp_filter``)."""
+    return "/proc/sys/" + (key if "/" in key else key.replace(".", "/"))
+
+
 def write_sysctl(key: str, value) -> None:
     """Write a sysctl in the calling thread's namespaces (net.* follow the thread)."""
-    path = "/proc/sys/" + key.replace(".", "/")
+    path = sysctl_path(key)
     with open(path, "w") as handle:
         handle.write(f"{value}\n")
 
 
 def read_sysctl(key: str) -> str:
-    with open("/proc/sys/" + key.replace(".", "/")) as handle:
+    with open(sysctl_path(key)) as handle:
         return handle.read().strip()

@@ -14,12 +14,11 @@ import select
 import socket
 import struct
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
-from . import nsutil
 from .errors import ProbeError
 from .match import compile_match, describe
 from .pcapng import PcapngWriter

@@ -1,0 +1,394 @@
+"""Labs as text: a shell reproducer, its teardown, and a topology diagram.
+
+``shell_script(lab)`` is what a person pastes to build a lab without the harness:
+the same steps as ``builder.build`` in the same order, as iproute2, bridge,
+sysctl, iptables and nft commands. ``teardown_script(lab)`` undoes it.
+``topology(lab, "mermaid"|"dot")`` draws the namespaces and their links.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import textwrap
+
+from .builder import BR_NETFILTER_SYSCTLS, CREATION_ORDER, TABLES, table_id
+from .errors import LabError
+from .labfile import validate
+from .model import HOST, Lab, Link, Node, PortOptions, Route, Rule
+
+DISABLE_IPV6 = ("net.ipv6.conf.default.disable_ipv6", "net.ipv6.conf.all.disable_ipv6")
+FORMATS = ("mermaid", "dot")
+
+
+class _Raw(str):
+    """A shell word emitted as is (not quoted): the host's namespace, ``"$$"``."""
+
+
+SELF = _Raw('"$$"')  # `netns PID`: ip resolves the shell's PID to the shell's namespace (the host)
+
+
+def _sh(argv) -> str:
+    return " ".join(a if isinstance(a, _Raw) else shlex.quote(str(a)) for a in argv)
+
+
+def _ip(node: str, *args) -> list:
+    """An iproute2 command (``ip`` or ``bridge``) in ``node``: ``-n NODE`` unless it is the host."""
+    tool, rest = (args[0], args[1:]) if args and args[0] == "bridge" else ("ip", args)
+    return [tool, *(["-n", node] if node != HOST else []), *rest]
+
+
+def _in(node: str, *args) -> list:
+    """Any other program in ``node``: through ``ip netns exec`` unless it is the host."""
+    return [*(["ip", "netns", "exec", node] if node != HOST else []), *args]
+
+
+def _netns(node: str):
+    return SELF if node == HOST else node
+
+
+def _mac_mtu(mac: str | None, mtu: int | None) -> list:
+    return (["address", mac] if mac else []) + (["mtu", mtu] if mtu else [])
+
+
+def _table(lab: Lab, node: Node, value, where: str) -> str:
+    if isinstance(value, str) and value in TABLES:
+        return value
+    try:
+        return str(table_id(value))
+    except KeyError:
+        raise LabError(f"{lab.source}: nodes.{node.name}.{where}.table: unknown routing table {value!r} "
+                       f"(use a number or one of {', '.join(TABLES)})") from None
+
+
+def _oneline(text) -> str:
+    return " ".join(str(text).split())
+
+
+# ---------------------------------------------------------------- commands
+
+def _create(node: Node, link: Link) -> list[list]:
+    """The commands that create ``link`` (declared in ``node``), as builder.create_link does."""
+    kind, here = link.kind, node.name
+    if kind == "veth":
+        peer = link.peer
+        argv = _ip(here, "link", "add", link.name, *_mac_mtu(link.mac, link.mtu), "type", "veth",
+                   "peer", "name", peer.name, *_mac_mtu(peer.mac, peer.mtu))
+        if (peer.node or here) != here:
+            argv += ["netns", _netns(peer.node)]
+        return [argv]
+    if kind in ("tun", "tap"):
+        extra = _mac_mtu(link.mac, link.mtu)  # `ip tuntap` takes no address or mtu
+        return [_ip(here, "tuntap", "add", link.name, "mode", kind)] + (
+            [_ip(here, "link", "set", link.name, *extra)] if extra else [])
+    if kind in ("macvlan", "ipvlan", "vlan"):
+        where = link.parent_node or here
+        argv = _ip(where, "link", "add", "link", link.parent, link.name, *_mac_mtu(link.mac, link.mtu),
+                   *(["netns", _netns(here)] if where != here else []), "type", kind)
+        if kind == "macvlan":
+            argv += ["mode", link.mode or "bridge"]
+        elif kind == "ipvlan":
+            argv += ["mode", link.mode or "l2"]
+        else:
+            argv += ["id", link.vni]
+        return [argv]
+    argv = _ip(here, "link", "add", link.name, *_mac_mtu(link.mac, link.mtu), "type", kind)
+    if kind == "bridge" and link.bridge is not None:
+        options = link.bridge
+        if options.stp is not None:
+            argv += ["stp_state", int(options.stp)]
+        if options.ageing_time is not None:  # IFLA_BR_* times are in centiseconds
+            argv += ["ageing_time", int(round(options.ageing_time * 100))]
+        if options.forward_delay is not None:
+            argv += ["forward_delay", int(round(options.forward_delay * 100))]
+        if options.vlan_filtering is not None:
+            argv += ["vlan_filtering", int(options.vlan_filtering)]
+    elif kind == "vxlan":
+        argv += ["id", link.vni]
+        for word, value in (("dstport", link.port_udp), ("local", link.local), ("remote", link.remote),
+                            ("dev", link.parent)):
+            if value:
+                argv += [word, value]
+        if link.vxlan_learning is not None:
+            argv.append("learning" if link.vxlan_learning else "nolearning")
+    elif kind == "vrf":
+        argv += ["table", link.table or 10]
+    return [argv]
+
+
+def _configure(node: str, name: str, master: str | None, port: PortOptions | None, up: bool,
+               addresses: list[str]) -> list[list]:
+    out = []
+    if master:
+        out.append(_ip(node, "link", "set", "dev", name, "master", master))
+    if port is not None:
+        flags = []
+        for word, value in (("learning", port.learning), ("flood", port.flood), ("hairpin", port.hairpin),
+                            ("isolated", port.isolated)):
+            if value is not None:
+                flags += [word, "on" if value else "off"]
+        if port.cost is not None:
+            flags += ["cost", port.cost]
+        if flags:
+            out.append(_ip(node, "bridge", "link", "set", "dev", name, *flags))
+    out += [_ip(node, "addr", "add", text, "dev", name) for text in addresses]
+    if up:
+        out.append(_ip(node, "link", "set", "dev", name, "up"))
+    return out
+
+
+def _route_args(lab: Lab, node: Node, i: int, route: Route) -> list:
+    args = ([route.type] if route.type != "unicast" else []) + [route.dst]
+    for word, value in (("via", route.via), ("dev", route.dev), ("scope", route.scope)):
+        if value:
+            args += [word, value]
+    if route.table is not None:
+        args += ["table", _table(lab, node, route.table, f"routes[{i}]")]
+    if route.metric is not None:
+        args += ["metric", route.metric]
+    if route.src:
+        args += ["src", route.src]
+    if route.onlink:
+        args.append("onlink")
+    for hop in route.nexthops:  # everything after the first `nexthop` belongs to the hops
+        args.append("nexthop")
+        for word in ("via", "dev", "weight"):
+            if hop.get(word) is not None:
+                args += [word, hop[word]]
+    return args
+
+
+def _rule_args(lab: Lab, node: Node, i: int, rule: Rule) -> list:
+    args = []
+    for word, value in (("from", rule.src), ("to", rule.dst), ("iif", rule.iif), ("oif", rule.oif)):
+        if value is not None and not (word in ("from", "to") and value == "all"):
+            args += [word, value]
+    args += ["table", _table(lab, node, rule.table, f"rules[{i}]")]
+    return args + (["priority", rule.priority] if rule.priority is not None else [])
+
+
+def _heredoc(argv: list, body: str) -> list[str]:
+    tag, n = "EOF", 0
+    while tag in body.splitlines():
+        n += 1
+        tag = f"EOF{n}"
+    return [f"{_sh(argv)} <<'{tag}'", *body.rstrip("\n").splitlines(), tag]
+
+
+def _header(lab: Lab, what: str) -> list[str]:
+    out = ["#!/bin/sh", f"# netconform lab {_oneline(lab.name)}: {what}",
+           f"# Document {_oneline(lab.document or '-')}, section: {_oneline(lab.section or '-')}",
+           f"# Lab file: {_oneline(lab.source)}"]
+    if lab.summary:
+        out += ["#"] + ["# " + line for line in textwrap.wrap(_oneline(lab.summary), 76)]
+    return out + [
+        "#",
+        "# Run it as root in a throwaway VM, or inside `unshare --net --mount`, e.g.",
+        f"#   unshare --net --mount sh -c 'mount -t tmpfs none /run && sh {_oneline(lab.name)}.sh'",
+        "# The node \"host\" is this shell's own network namespace; every other node is",
+        "# a named namespace (ip netns add), reached with `ip -n NODE` / `ip netns exec NODE`.",
+        "set -e",
+    ]
+
+
+def shell_script(lab: Lab) -> str:
+    """A POSIX shell script that builds ``lab`` as ``builder.build`` does, step by step."""
+    validate(lab)
+    out = _header(lab, "build it with iproute2, sysctl, iptables and nft")
+    add = lambda *argvs: out.extend(_sh(a) for a in argvs)  # noqa: E731
+    out.append("\n# namespaces: IPv6 off, bridged traffic bypasses iptables (as without br_netfilter), lo up")
+    for node in lab.nodes:
+        if node.name != HOST:
+            add(["ip", "netns", "add", node.name])
+        add(_in(node.name, "sysctl", "-q", "-w", *(f"{key}=1" for key in DISABLE_IPV6)))
+        out.append("if [ -e /proc/sys/net/bridge ]; then")
+        out.append("  " + _sh(_in(node.name, "sysctl", "-q", "-w", *(f"{key}=0" for key in BR_NETFILTER_SYSCTLS))))
+        out.append("fi")
+        add(_ip(node.name, "link", "set", "dev", "lo", "up"))
+    out.append("\n# links")
+    pending = [(node, link) for node in lab.nodes for link in node.links]
+    for node, link in sorted(pending, key=lambda item: CREATION_ORDER[item[1].kind]):
+        add(*_create(node, link))
+    if any(node.sysctls for node in lab.nodes):
+        out.append("\n# sysctls")
+    for node in lab.nodes:
+        for key, value in node.sysctls.items():
+            line = _sh(_in(node.name, "sysctl", "-q", "-w", f"{key}={value}"))
+            if key in BR_NETFILTER_SYSCTLS and str(value) == "0":  # no br_netfilter: nothing to turn off
+                line = f"if [ -e /proc/sys/net/bridge ]; then {line}; fi"
+            out.append(line)
+    out.append("\n# ports, addresses, state")
+    for node in lab.nodes:
+        for link in node.links:
+            add(*_configure(node.name, link.name, link.master, link.port, link.up, link.addresses))
+            if link.peer is not None:
+                peer = link.peer
+                add(*_configure(peer.node or node.name, peer.name, peer.master, peer.port, peer.up,
+                                peer.addresses))
+    if any(n.routes or n.rules or n.neighbours or n.fdb for n in lab.nodes):
+        out.append("\n# routes, rules, neighbours, fdb")
+    for node in lab.nodes:
+        add(*(_ip(node.name, "route", "add", *_route_args(lab, node, i, r)) for i, r in enumerate(node.routes)))
+        add(*(_ip(node.name, "rule", "add", *_rule_args(lab, node, i, r)) for i, r in enumerate(node.rules)))
+        for neigh in node.neighbours:
+            add(_ip(node.name, "neigh", "add", *(["proxy"] if neigh.proxy else []), neigh.dst,
+                    *(["lladdr", neigh.lladdr] if neigh.lladdr else []), "dev", neigh.dev, "nud", "permanent"))
+        for entry in node.fdb:
+            add(_ip(node.name, "bridge", "fdb", "append", entry.mac, "dev", entry.dev,
+                    *(["dst", entry.dst] if entry.dst else []), "master" if entry.master else "self",
+                    "permanent"))
+    if any(n.iptables or n.nftables for n in lab.nodes):
+        out.append("\n# firewall")
+    for node in lab.nodes:
+        add(*(_in(node.name, "iptables", *shlex.split(rule)) for rule in node.iptables))
+        if node.nftables:
+            out += _heredoc(_in(node.name, "nft", "-f", "-"), node.nftables)
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- teardown
+
+_ADDING = {"-A": "-D", "--append": "-D", "-I": "-D", "--insert": "-D"}
+
+
+def _iptables_undo(rule: str) -> list[list]:
+    argv = shlex.split(rule)
+    for i, word in enumerate(argv):
+        if word in _ADDING:
+            rest = argv[i + 2:]
+            if word in ("-I", "--insert") and rest and rest[0].isdigit():
+                rest = rest[1:]  # -I CHAIN N RULE: the position is no part of the rule
+            return [["iptables", *argv[:i], "-D", argv[i + 1], *rest]]
+        if word in ("-N", "--new-chain"):
+            table = argv[:i]
+            return [["iptables", *table, "-F", argv[i + 1]], ["iptables", *table, "-X", argv[i + 1]]]
+        if word in ("-P", "--policy"):  # the default policy of a fresh namespace
+            return [["iptables", *argv[:i], "-P", argv[i + 1], "ACCEPT"]]
+    return []
+
+
+def teardown_script(lab: Lab) -> str:
+    """A shell script that removes what ``shell_script(lab)`` made.
+
+    In the host it deletes the lab's iptables rules and chains, nftables tables,
+    policy rules, routes and links; every other node goes with its namespace.
+    Sysctls written in the host namespace are left as they are.
+    """
+    validate(lab)
+    host = lab.node(HOST)
+    out = _header(lab, "tear down what its build script made")
+    out.insert(-1, "# Sysctls the build wrote in this shell's namespace are not restored.")
+    for rule in reversed(host.iptables):
+        out += [_sh(argv) for argv in _iptables_undo(rule)]
+    tables = re.findall(r"^\s*(?:add\s+)?table\s+(?:(ip6?|inet|arp|bridge|netdev)\s+)?([\w.-]+)",
+                        host.nftables or "", re.M)
+    out += [_sh(["nft", "delete", "table", family or "ip", name]) for family, name in dict.fromkeys(tables)]
+    for i, rule in reversed(list(enumerate(host.rules))):
+        out.append(_sh(["ip", "rule", "del", *_rule_args(lab, host, i, rule)]))
+    for i, route in reversed(list(enumerate(host.routes))):  # routes through lab links go with the links
+        out.append(f"{_sh(['ip', 'route', 'del', *_route_args(lab, host, i, route)])} 2>/dev/null || true")
+    # Every interface living in the host, newest first (uppers before their lowers); deleting one end
+    # of a veth deletes both, so each is deleted only if it is still there.
+    made = sorted([(node, link) for node in lab.nodes for link in node.links],
+                  key=lambda item: CREATION_ORDER[item[1].kind])
+    resident = [link.name for node, link in made if node.name == HOST]
+    resident += [link.peer.name for node, link in made if link.peer and link.peer.node == HOST]
+    for name in reversed(resident):
+        out.append(f"if ip link show dev {shlex.quote(name)} >/dev/null 2>&1; then "
+                   f"{_sh(['ip', 'link', 'del', 'dev', name])}; fi")
+    out += [_sh(["ip", "netns", "del", node.name]) for node in reversed(lab.nodes) if node.name != HOST]
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- topology
+
+def _interfaces(lab: Lab) -> dict[str, list[tuple[str, Link, bool]]]:
+    """node -> [(name, declaring Link, is_peer)] for every interface living in that node."""
+    where: dict[str, list] = {node.name: [] for node in lab.nodes}
+    for node in lab.nodes:
+        for link in node.links:
+            where[node.name].append((link.name, link, False))
+            if link.peer is not None:
+                where[link.peer.node or node.name].append((link.peer.name, link, True))
+    return where
+
+
+def _detail(link: Link, is_peer: bool) -> list[str]:
+    if is_peer:
+        return ["veth", *link.peer.addresses]
+    kind = {"macvlan": f"macvlan {link.mode or 'bridge'}", "ipvlan": f"ipvlan {link.mode or 'l2'}",
+            "vlan": f"vlan {link.vni}", "vrf": f"vrf table {link.table or 10}"}.get(link.kind, link.kind)
+    if link.kind == "vxlan":
+        kind = f"vxlan VNI {link.vni} port {link.port_udp or 8472}" + (f" remote {link.remote}" if link.remote else "")
+    return [kind, *link.addresses]
+
+
+def _graph(lab: Lab):
+    """Clusters [(node, [(id, label lines)])] and edges [(id, id, label)], in lab order."""
+    validate(lab)
+    where = _interfaces(lab)
+    ids = {}
+    clusters = []
+    for n, node in enumerate(lab.nodes):
+        members = []
+        for i, (name, link, is_peer) in enumerate(where[node.name]):
+            ids[node.name, name] = f"n{n}_{i}"
+            members.append((ids[node.name, name], [name, *_detail(link, is_peer)]))
+        clusters.append((node.name, members))
+    kinds = {(node.name, link.name): link.kind for node in lab.nodes for link in node.links}
+    member = lambda node, master: "port" if kinds.get((node, master)) == "bridge" else "vrf member"  # noqa: E731
+    edges = []
+    for node in lab.nodes:
+        for link in node.links:
+            me = ids[node.name, link.name]
+            if link.peer is not None:
+                peer_node = link.peer.node or node.name
+                edges.append((me, ids[peer_node, link.peer.name], "veth pair"))
+                if link.peer.master:
+                    edges.append((ids[peer_node, link.peer.name], ids[peer_node, link.peer.master],
+                                  member(peer_node, link.peer.master)))
+            if link.master:
+                edges.append((me, ids[node.name, link.master], member(node.name, link.master)))
+            if link.parent:
+                parent_node = node.name if link.kind == "vxlan" else (link.parent_node or node.name)
+                edges.append((me, ids[parent_node, link.parent], f"{link.kind} on"))
+    return clusters, edges
+
+
+_MERMAID_ESCAPES = {"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;", "`": "#96;"}
+
+
+def _mermaid_text(text: str) -> str:
+    return "".join(_MERMAID_ESCAPES.get(c, c) for c in _oneline(text))
+
+
+def _dot_text(*lines: str) -> str:
+    """A DOT quoted string; several lines are joined with DOT's centred line break."""
+    return '"' + "\\n".join(_oneline(t).replace("\\", "\\\\").replace('"', '\\"').replace("&", "&amp;")
+                             for t in lines) + '"'
+
+
+def topology(lab: Lab, fmt: str = "mermaid") -> str:
+    """The lab's namespaces (boxes) and interfaces (nodes), as Mermaid or Graphviz DOT."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown topology format {fmt!r} (formats: {', '.join(FORMATS)})")
+    clusters, edges = _graph(lab)
+    if fmt == "mermaid":
+        out = ["flowchart LR", f"  %% netconform lab {_mermaid_text(lab.name)}"]
+        for n, (name, members) in enumerate(clusters):
+            out.append(f'  subgraph ns{n}["{_mermaid_text("netns " + name)}"]')
+            out += [f'    {mid}["{"<br/>".join(map(_mermaid_text, label))}"]' for mid, label in members]
+            if not members:
+                out.append(f'    empty{n}["(no interfaces)"]')
+            out.append("  end")
+        out += [f"  {a} ---|{label}| {b}" for a, b, label in edges]
+    else:
+        out = [f"graph {_dot_text(lab.name)} {{", "  rankdir=LR;", "  node [shape=box, style=rounded];"]
+        for n, (name, members) in enumerate(clusters):
+            out += [f"  subgraph cluster_{n} {{", f"    label={_dot_text('netns ' + name)};"]
+            out += [f"    {mid} [label={_dot_text(*label)}];" for mid, label in members]
+            if not members:
+                out.append(f"    empty{n} [label=\"(no interfaces)\", shape=plaintext];")
+            out.append("  }")
+        out += [f"  {a} -- {b} [label={_dot_text(label)}];" for a, b, label in edges]
+        out.append("}")
+    return "\n".join(out) + "\n"

@@ -12,22 +12,28 @@ import errno
 import fcntl
 import ipaddress
 import os
-import shlex
 import shutil
 import struct
-import subprocess
 import time
 from typing import Callable
 
-from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from . import nsutil
 from .errors import BuildError, CapabilityMissing, LabError
+from .firewall import iptables_restore_input
 from .labfile import validate
-from .model import HOST, Lab, Link, Node, PortOptions, Route
-from .netops import (AF_BRIDGE, NUD_NOARP, NUD_PERMANENT, RTMGRP_LINK, NetlinkWatch, close_quietly,
-                     ipr_in, links_settling, safe_close_fd, sync_linkwatch)
+from .livelab import BR_NETFILTER_SYSCTLS, LiveLab
+from .model import Lab, Link, Node, PortOptions, Route
+from .netops import (
+    AF_BRIDGE,
+    NUD_NOARP,
+    NUD_PERMANENT,
+    RTMGRP_LINK,
+    NetlinkWatch,
+    links_settling,
+    sync_linkwatch,
+)
 
 READY_TIMEOUT = 5.0  # seconds for linkwatch to bring carriers up; normally a few ms
 TABLES = {"main": 254, "local": 255, "default": 253}
@@ -38,8 +44,6 @@ RTNH_F_ONLINK = 4
 NTF_SELF, NTF_MASTER, NTF_PROXY = 0x02, 0x04, 0x08
 CREATION_ORDER = {"bridge": 0, "vrf": 0, "dummy": 0, "tun": 0, "tap": 0, "veth": 1,
                   "vxlan": 2, "macvlan": 3, "ipvlan": 3, "vlan": 3}
-BR_NETFILTER_SYSCTLS = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",
-                        "net.bridge.bridge-nf-call-arptables")
 TUNSETIFF, TUNSETPERSIST = 0x400454CA, 0x400454CB
 IFF_TUN, IFF_TAP, IFF_NO_PI = 0x0001, 0x0002, 0x1000
 LINK_KIND_CAPABILITY_ERRORS = (errno.EOPNOTSUPP, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT)
@@ -55,13 +59,6 @@ def table_id(table) -> int:
     return TABLES[table]
 
 
-def _restore_quote(arg: str) -> str:
-    """Quote a word for iptables-restore, which understands double quotes only."""
-    if arg and not any(c in arg for c in ' \t"\\\'#'):
-        return arg
-    return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def make_persistent_tuntap(name: str, kind: str) -> None:
     """Create a persistent tun or tap device in the calling thread's namespace.
 
@@ -75,158 +72,6 @@ def make_persistent_tuntap(name: str, kind: str) -> None:
         fcntl.ioctl(fd, TUNSETPERSIST, 1)
     finally:
         os.close(fd)
-
-
-def iptables_restore_input(rules: list[str]) -> tuple[str, list[str]]:
-    """Group ``iptables`` argument strings into one iptables-restore document."""
-    by_table: dict[str, tuple[list[str], list[str]]] = {}
-    for rule in rules:
-        argv = shlex.split(rule)
-        table = "filter"
-        if "-t" in argv:
-            at = argv.index("-t")
-            table = argv[at + 1]
-            del argv[at:at + 2]
-        heads, lines = by_table.setdefault(table, ([], []))
-        if argv[0] in ("-N", "--new-chain"):
-            heads.append(f":{argv[1]} - [0:0]")
-        elif argv[0] in ("-P", "--policy"):
-            heads.append(f":{argv[1]} {argv[2]} [0:0]")
-        else:
-            lines.append(" ".join(_restore_quote(arg) for arg in argv))
-    text = ""
-    for table, (heads, lines) in by_table.items():
-        text += f"*{table}\n" + "".join(h + "\n" for h in heads) + "".join(l + "\n" for l in lines) + "COMMIT\n"
-    return text, list(by_table)
-
-
-class LiveLab:
-    """A lab standing in the kernel: its namespaces, sockets and a way to run commands.
-
-    ``nodes`` names the lab's namespaces (``host`` first); ``run(node, argv)`` runs a
-    command in a node and returns the completed process; ``ipr(node)`` is an IPRoute
-    bound in that node.
-    """
-
-    def __init__(self, lab: Lab):
-        self.lab = lab
-        self.name = lab.name
-        self._fds: dict[str, int] = {}
-        self._iprs: dict[str, IPRoute] = {}
-        self._named: list[str] = []
-        self._closers: list[Callable[[], None]] = []
-        self.steps: list[tuple[str, float]] = []  # (what, seconds): the build, stage by stage
-        self.closed = False
-
-    # -- access ---------------------------------------------------------------
-    @property
-    def nodes(self) -> list[str]:
-        return list(self._fds)
-
-    def fd(self, node: str) -> int:
-        try:
-            return self._fds[node]
-        except KeyError:
-            raise LabError(f"lab {self.name}: no node {node!r} (nodes: {', '.join(self._fds)})") from None
-
-    def ipr(self, node: str) -> IPRoute:
-        if node not in self._iprs:
-            self._iprs[node] = ipr_in(self.fd(node))
-        return self._iprs[node]
-
-    def entered(self, node: str):
-        """Context manager: the calling thread inside ``node``'s network namespace."""
-        return nsutil.entered(self.fd(node))
-
-    def run(self, node: str, argv: list[str], *, check: bool = False, input: str | None = None,
-            timeout: float = 30.0) -> subprocess.CompletedProcess:
-        """Run ``argv`` inside ``node``'s network namespace; return the completed process."""
-        if isinstance(argv, str):
-            raise TypeError("lab.run takes an argument list, not a shell string")
-        with self.entered(node):
-            return subprocess.run(argv, capture_output=True, text=True, input=input, timeout=timeout,
-                                  check=check)
-
-    def ifindex(self, node: str, name: str) -> int:
-        found = self.ipr(node).link_lookup(ifname=name)
-        if not found:
-            raise LabError(f"lab {self.name}: no link {name!r} in node {node!r}")
-        return found[0]
-
-    def link(self, node: str, name: str):
-        return self.ipr(node).get_links(self.ifindex(node, name))[0]
-
-    def mac(self, node: str, name: str) -> str:
-        return self.link(node, name).get_attr("IFLA_ADDRESS")
-
-    def addresses(self, node: str, name: str) -> list[str]:
-        index = self.ifindex(node, name)
-        return [f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}" for m in self.ipr(node).get_addr(index=index)]
-
-    def on_teardown(self, closer: Callable[[], None]) -> None:
-        """Register something to close before the namespaces go (a socket holds its netns)."""
-        self._closers.append(closer)
-
-    # -- lifecycle ---------------------------------------------------------------
-    def add_node(self, name: str) -> int:
-        if name in self._fds:
-            raise LabError(f"lab {self.name}: node {name!r} exists already")
-        # The host is kept by fd only; the others are also named in /run/netns.
-        fd = nsutil.create_netns(None if name == HOST else name)
-        self._fds[name] = fd
-        if name != HOST:
-            self._named.append(name)
-        with nsutil.entered(fd):
-            # IPv6 autoconfiguration (RS, DAD, MLD) would pollute FDBs and captures.
-            nsutil.write_sysctl("net.ipv6.conf.default.disable_ipv6", 1)
-            nsutil.write_sysctl("net.ipv6.conf.all.disable_ipv6", 1)
-            # Bridged traffic bypasses iptables, as on a kernel without br_netfilter loaded
-            # (the documents' machines, Debian's default). This kernel has it built in with
-            # bridge-nf-call-iptables=1, which would MASQUERADE 001's ns1->ns2 traffic.
-            # A lab that wants it sets net.bridge.bridge-nf-call-iptables: 1.
-            for key in BR_NETFILTER_SYSCTLS:
-                if os.path.exists(nsutil.sysctl_path(key)):
-                    nsutil.write_sysctl(key, 0)
-            ipr = IPRoute()
-        self._iprs[name] = ipr
-        ipr.link("set", index=1, state="up")
-        return fd
-
-    def delete_node(self, name: str) -> None:
-        """Remove a node's namespace (as `ip netns del`): its links and their peers go too."""
-        fd = self._fds.pop(name)
-        ipr = self._iprs.pop(name, None)
-        if ipr is not None:
-            close_quietly(ipr)
-        if name in self._named:
-            nsutil.release_netns_name(name)
-            self._named.remove(name)
-        safe_close_fd(fd)
-
-    def teardown(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        for closer in reversed(self._closers):
-            try:
-                closer()
-            except Exception:  # noqa: BLE001 - teardown must finish whatever a closer does
-                pass
-        self._closers.clear()
-        close_quietly(*self._iprs.values())
-        self._iprs.clear()
-        for name in self._named:
-            nsutil.release_netns_name(name)
-        self._named.clear()
-        for fd in self._fds.values():
-            safe_close_fd(fd)
-        self._fds.clear()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.teardown()
 
 
 class _Builder:
@@ -547,29 +392,3 @@ def build(lab: Lab, *, on_step: Callable[[str], None] | None = None) -> LiveLab:
         live.teardown()
         raise
     return live
-
-
-# -- small "arrange" steps for suites (thin over netlink) ----------------------------
-def set_link(live: LiveLab, node: str, name: str, *, up: bool | None = None, master: str | None = None,
-             nomaster: bool = False) -> None:
-    """`ip link set NAME up|down|master M|nomaster` in ``node``."""
-    ipr, index = live.ipr(node), live.ifindex(node, name)
-    if nomaster:
-        ipr.link("set", index=index, master=0)
-    if master is not None:
-        ipr.link("set", index=index, master=live.ifindex(node, master))
-    if up is not None:
-        ipr.link("set", index=index, state="up" if up else "down")
-        for other in live.nodes:  # a carrier change lands on the peer, maybe in another node
-            sync_linkwatch(live.ipr(other))
-
-
-def address(live: LiveLab, node: str, name: str, cidr: str, *, add: bool = True) -> None:
-    """`ip addr add|del CIDR dev NAME` in ``node``."""
-    iface = ipaddress.ip_interface(cidr)
-    live.ipr(node).addr("add" if add else "del", index=live.ifindex(node, name), address=str(iface.ip),
-                        prefixlen=iface.network.prefixlen)
-
-
-def delete_link(live: LiveLab, node: str, name: str) -> None:
-    live.ipr(node).link("del", index=live.ifindex(node, name))

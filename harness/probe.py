@@ -9,7 +9,6 @@ Every frame read or sent is written to the test's pcapng capture.
 from __future__ import annotations
 
 import errno
-import os
 import select
 import socket
 import struct
@@ -20,17 +19,16 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
 from .errors import ProbeError
+from .exchange import DEADLINE, Exchange, PingResult, StackExchanges  # noqa: F401 (part of the probe API)
 from .match import compile_match, describe
 from .pcapng import PcapngWriter
 
-DEADLINE = 1.0  # seconds a positive check waits at most; it returns on the first match
 QUIET_WINDOW = 0.04  # the one short window a negative check listens for ("nothing arrives"); the bench bar is 50 ms
 ETH_P_ALL = 0x0003
 ETH_P_ARP = 0x0806
 PACKET_OUTGOING = 4
 SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23
-IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 
 
 @dataclass(frozen=True)
@@ -69,31 +67,6 @@ class ArpReply:
     frame: bytes
 
 
-@dataclass
-class PingResult:
-    ok: bool
-    rtt: float | None = None
-    reply_from: str | None = None
-    ttl: int | None = None
-    error: str | None = None
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-
-@dataclass
-class Exchange:
-    """A UDP or TCP exchange between two nodes, as both ends saw it."""
-    ok: bool
-    server_saw: tuple[str, int] | None = None  # the client's address as the server saw it
-    client_saw: tuple[str, int] | None = None  # the server's address as the client saw it
-    reply: bytes | None = None
-    error: str | None = None
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-
 class _PortSocket:
     def __init__(self, probe: "Probe", port: Port):
         self.port = port
@@ -120,16 +93,7 @@ def _mac_text(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
-
-
-class Probe:
+class Probe(StackExchanges):
     """Send and expect frames in one lab; ping, ARP and UDP/TCP exchanges.
 
     ``capture`` is a pcapng path for everything the probe sent or saw.
@@ -138,9 +102,7 @@ class Probe:
     def __init__(self, live, capture: str | None = None):
         self.live = live
         self._sockets: dict[Port, _PortSocket] = {}
-        self._icmp: dict[str, socket.socket] = {}
-        self._icmp_id = os.getpid() & 0xFFFF
-        self._icmp_seq = 0
+        self.init_stack()
         self.pcap = PcapngWriter(capture) if capture else None
         self.capture_path = capture
         live.on_teardown(self.close)
@@ -290,143 +252,11 @@ class Probe:
                 return None
             select.select([entry.sock], [], [], left)
 
-    # -- through the kernel's stack -------------------------------------------------
-    def _icmp_socket(self, node: str) -> socket.socket:
-        if node not in self._icmp:
-            with self.live.entered(node):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.IPPROTO_ICMP)
-            sock.setblocking(False)
-            self._icmp[node] = sock
-        return self._icmp[node]
-
-    def ping(self, node: str, dst: str, timeout: float = DEADLINE, ttl: int | None = None) -> PingResult:
-        """One ICMP echo from ``node`` to ``dst`` through the node's own routing."""
-        sock = self._icmp_socket(node)
-        self.drain()  # like send(): expectations after a ping see only what followed it
-        while True:  # stale replies of earlier pings
-            try:
-                sock.recv(65535)
-            except BlockingIOError:
-                break
-        self._icmp_seq = (self._icmp_seq + 1) & 0xFFFF
-        ident, seq = self._icmp_id, self._icmp_seq
-        payload = b"netconform" + struct.pack("!d", time.time())
-        header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-        packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, seq) + payload
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl or 64)
-        start = time.perf_counter()
-        try:
-            sock.sendto(packet, (dst, 0))
-        except OSError as exc:
-            return PingResult(False, error=exc.strerror or os.strerror(exc.errno or errno.EIO))
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return PingResult(False, error=f"no reply from {dst} within {timeout:g} s")
-            ready, _, _ = select.select([sock], [], [], left)
-            if not ready:
-                continue
-            try:
-                data, (source, _) = sock.recvfrom(65535)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                return PingResult(False, error=exc.strerror)
-            ihl = (data[0] & 0x0F) * 4
-            kind, code = data[ihl], data[ihl + 1]
-            if kind == 0 and data[ihl + 4:ihl + 8] == struct.pack("!HH", ident, seq):
-                return PingResult(True, rtt=time.perf_counter() - start, reply_from=source, ttl=data[8])
-            if kind in (3, 11):  # unreachable / time exceeded, quoting our echo
-                inner = data[ihl + 8:]
-                inner_ihl = (inner[0] & 0x0F) * 4 if inner else 0
-                if inner[inner_ihl + 4:inner_ihl + 8] == struct.pack("!HH", ident, seq):
-                    what = {3: "destination unreachable", 11: "time exceeded"}[kind]
-                    return PingResult(False, reply_from=source, error=f"ICMP {what} (code {code}) from {source}")
-
-    def udp(self, client: str, server: str, dst: str, port: int, listen: str = "0.0.0.0",
-            payload: bytes = b"netconform", timeout: float = DEADLINE) -> Exchange:
-        """Client node sends a datagram to dst:port; the server node echoes it back."""
-        self.drain()
-        with self.live.entered(server):
-            srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        with self.live.entered(client):
-            cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        try:
-            srv.bind((listen, port))
-            # Answer from the address the datagram was sent to, as a DNS server does: a
-            # multi-homed server otherwise answers from its primary address, which a NAT's
-            # conntrack entry (expecting the original destination) would not reverse.
-            srv.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-            cli.sendto(payload, (dst, port))
-            ready, _, _ = select.select([srv], [], [], timeout)
-            if not ready:
-                return Exchange(False, error=f"the server in {server} got nothing within {timeout:g} s")
-            data, ancillary, _, peer = srv.recvmsg(65535, socket.CMSG_SPACE(12))
-            arrived_at = [d[8:12] for level, kind, d in ancillary if level == socket.IPPROTO_IP and kind == IP_PKTINFO]
-            control = [(socket.IPPROTO_IP, IP_PKTINFO, struct.pack("!I", 0) + arrived_at[0] + b"\0" * 4)] \
-                if arrived_at else []
-            try:
-                srv.sendmsg([data], control, 0, peer)
-            except OSError as exc:  # e.g. the server has no route back to what it saw
-                return Exchange(False, server_saw=peer, error=f"the server could not answer: {exc.strerror}")
-            ready, _, _ = select.select([cli], [], [], timeout)
-            if not ready:
-                return Exchange(False, server_saw=peer, error="no reply reached the client")
-            reply, source = cli.recvfrom(65535)
-            return Exchange(True, server_saw=peer, client_saw=source, reply=reply)
-        except OSError as exc:
-            return Exchange(False, error=exc.strerror)
-        finally:
-            srv.close()
-            cli.close()
-
-    def tcp(self, client: str, server: str, dst: str, port: int, listen: str = "0.0.0.0",
-            payload: bytes = b"netconform", timeout: float = DEADLINE) -> Exchange:
-        """Client node connects to dst:port; a listener in the server node accepts and echoes."""
-        self.drain()
-        with self.live.entered(server):
-            srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        with self.live.entered(client):
-            cli = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        conn = None
-        try:
-            srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            srv.bind((listen, port))
-            srv.listen(1)
-            cli.setblocking(False)
-            code = cli.connect_ex((dst, port))
-            if code not in (0, errno.EINPROGRESS):
-                return Exchange(False, error=os.strerror(code))
-            ready, _, _ = select.select([srv], [], [], timeout)
-            if not ready:
-                return Exchange(False, error=f"no connection reached the listener in {server} within {timeout:g} s")
-            conn, peer = srv.accept()
-            _, writable, _ = select.select([], [cli], [], timeout)
-            code = cli.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if not writable or code:
-                return Exchange(False, server_saw=peer, error=os.strerror(code) if code else "connect timed out")
-            cli.setblocking(True)
-            cli.settimeout(timeout)
-            conn.settimeout(timeout)
-            cli.sendall(payload)
-            conn.sendall(conn.recv(65535))
-            reply = cli.recv(65535)
-            return Exchange(True, server_saw=peer, client_saw=cli.getpeername(), reply=reply)
-        except OSError as exc:
-            return Exchange(False, error=exc.strerror or str(exc))
-        finally:
-            for s in (conn, cli, srv):
-                if s is not None:
-                    s.close()
-
     def close(self) -> None:
         for entry in self._sockets.values():
             entry.sock.close()
         self._sockets.clear()
-        for sock in self._icmp.values():
-            sock.close()
-        self._icmp.clear()
+        self.close_stack_sockets()
         if self.pcap is not None:
             self.pcap.close()
 

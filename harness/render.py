@@ -11,9 +11,10 @@ import re
 import shlex
 import textwrap
 
-from .builder import BR_NETFILTER_SYSCTLS, CREATION_ORDER, TABLES, table_id
+from .builder import CREATION_ORDER, TABLES, table_id
 from .errors import LabError
 from .labfile import validate
+from .livelab import BR_NETFILTER_SYSCTLS
 from .model import HOST, Lab, Link, Node, PortOptions, Route, Rule
 
 DISABLE_IPV6 = ("net.ipv6.conf.default.disable_ipv6", "net.ipv6.conf.all.disable_ipv6")

@@ -7,7 +7,7 @@ import pytest
 
 from fixtures import lab_fixture
 from harness import bridge
-from harness.builder import address, set_link
+from harness.livelab import address, set_link
 from harness.netops import NetlinkWatch, RTMGRP_IPV4_ROUTE
 from harness.probe import DEADLINE, QUIET_WINDOW, Port, l2_frame
 

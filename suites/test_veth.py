@@ -7,7 +7,7 @@ ifindex, and deleting one end (or its namespace) removes both.
 import pytest
 
 from fixtures import lab_fixture
-from harness.builder import delete_link, set_link
+from harness.livelab import delete_link, set_link
 from harness.netops import NetlinkWatch, RTMGRP_LINK
 from harness.probe import QUIET_WINDOW, Port, l2_frame
 

@@ -13,9 +13,10 @@ import sys
 import pytest
 
 from harness import nsutil, render
-from harness.builder import BR_NETFILTER_SYSCTLS, build
+from harness.builder import build
 from harness.errors import CapabilityMissing
 from harness.labfile import bundled_labs, lab_from_dict, load_lab
+from harness.livelab import BR_NETFILTER_SYSCTLS
 from harness.model import HOST
 from harness.netops import close_quietly, ipr_in, safe_close_fd
 

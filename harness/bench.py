@@ -34,6 +34,16 @@ SEED = "001_bac7d6736c56b111"  # 使用veth和bridge搭建容器网络, section 
 # Left out: what only displays or tests (ip netns ls, bridge link, route -n, arp,
 # `sysctl net.ipv4.ip_forward`, the pings).
 SHELL_BUILD = """\
+# the machine: the document's host has ens33 and its gateway as hardware; the lab (and
+# so this script, for the same lab both ways) makes a stand-in in the same ip style
+ip netns add upstream
+ip link add ens33 type veth peer name eth0 netns upstream
+ip addr add 192.168.17.10/24 dev ens33
+ip link set ens33 up
+ip netns exec upstream ip addr add 192.168.17.2/24 dev eth0
+ip netns exec upstream ip addr add 8.8.8.8/32 dev eth0
+ip netns exec upstream ip link set eth0 up
+ip route add default via 192.168.17.2
 # step 1: three network namespaces
 ip netns add ns1
 ip netns add ns2
@@ -71,6 +81,7 @@ iptables -t nat -A POSTROUTING -s 192.168.28.0/24 -j MASQUERADE
 
 # How the document's family takes such a lab down again.
 SHELL_TEARDOWN = """\
+ip netns del upstream
 ip netns del ns1
 ip netns del ns2
 ip netns del ns3

@@ -24,7 +24,8 @@ from .errors import BuildError, CapabilityMissing, LabError
 from .firewall import iptables_restore_input
 from .labfile import validate
 from .livelab import BR_NETFILTER_SYSCTLS, LiveLab
-from .model import Lab, Link, Node, PortOptions, Route
+from .rtnl import NetlinkRefused
+from .model import BridgeOptions, Lab, Link, Node, PortOptions, Route
 from .netops import (
     AF_BRIDGE,
     NUD_NOARP,
@@ -59,6 +60,13 @@ def table_id(table) -> int:
     return TABLES[table]
 
 
+def port_flags(port: PortOptions) -> dict:
+    """pyroute2's names for bridge port flags (IFLA_BRPORT_*)."""
+    names = {"learning": "learning", "flood": "unicast_flood", "hairpin": "mode", "isolated": "isolated",
+             "cost": "cost"}
+    return {names[key]: int(value) for key, value in vars(port).items() if value is not None}
+
+
 def make_persistent_tuntap(name: str, kind: str) -> None:
     """Create a persistent tun or tap device in the calling thread's namespace.
 
@@ -86,6 +94,9 @@ class _Builder:
     def fail(self, what: str, exc: Exception) -> Exception:
         code = getattr(exc, "code", None) or getattr(exc, "errno", None)
         reason = os.strerror(code) if isinstance(code, int) and code > 0 else str(exc)
+        kernel = getattr(exc, "kernel_message", None)
+        if kernel and kernel != reason:
+            reason = f"{reason} ({kernel})"  # the kernel's extended ack says which part it refused
         return BuildError(f"lab {self.lab.name} ({self.lab.source}): {what}: {reason}")
 
     def build(self) -> None:
@@ -153,30 +164,8 @@ class _Builder:
             spec["mtu"] = link.mtu
         kind = link.kind
         creator, where = ipr, node.name
-        if kind == "veth":
-            peer = link.peer
-            peer_spec: dict = {"ifname": peer.name}
-            if peer.mac:
-                peer_spec["address"] = peer.mac
-            if peer.mtu:
-                peer_spec["mtu"] = peer.mtu
-            peer_node = peer.node or node.name
-            if peer_node != node.name:
-                # Made directly in its namespace: moving a veth later costs ~15 ms in the kernel.
-                peer_spec["net_ns_fd"] = live.fd(peer_node)
-            spec.update(kind="veth", peer=peer_spec)
-        elif kind == "bridge":
-            spec["kind"] = "bridge"
-            options = link.bridge
-            if options is not None:
-                if options.stp is not None:
-                    spec["br_stp_state"] = int(options.stp)
-                if options.ageing_time is not None:
-                    spec["br_ageing_time"] = int(round(options.ageing_time * 100))
-                if options.forward_delay is not None:
-                    spec["br_forward_delay"] = int(round(options.forward_delay * 100))
-                if options.vlan_filtering is not None:
-                    spec["br_vlan_filtering"] = int(options.vlan_filtering)
+        if kind in ("veth", "bridge"):
+            pass  # made below on the fast path (harness.rtnl)
         elif kind in ("tun", "tap"):
             pass  # made below with the tun driver's ioctls
         elif kind in ("macvlan", "ipvlan", "vlan"):
@@ -208,7 +197,21 @@ class _Builder:
         else:
             spec["kind"] = kind
         try:
-            if kind in ("tun", "tap"):
+            if kind == "veth":
+                peer = link.peer
+                peer_node = peer.node or node.name
+                # Made directly in its namespace: moving a veth later costs ~15 ms in the kernel.
+                live.rtnl(node.name).add_veth(
+                    link.name, peer.name, mac=link.mac, mtu=link.mtu, peer_mac=peer.mac, peer_mtu=peer.mtu,
+                    peer_netns_fd=live.fd(peer_node) if peer_node != node.name else None)
+            elif kind == "bridge":
+                options = link.bridge or BridgeOptions()
+                centis = lambda seconds: None if seconds is None else int(round(seconds * 100))  # noqa: E731
+                live.rtnl(node.name).add_bridge(
+                    link.name, mac=link.mac, mtu=link.mtu, stp_state=None if options.stp is None else int(options.stp),
+                    ageing_time=centis(options.ageing_time), forward_delay=centis(options.forward_delay),
+                    vlan_filtering=None if options.vlan_filtering is None else int(options.vlan_filtering))
+            elif kind in ("tun", "tap"):
                 with live.entered(where):
                     make_persistent_tuntap(link.name, kind)
                 extra = {k: v for k, v in spec.items() if k in ("address", "mtu")}
@@ -216,7 +219,7 @@ class _Builder:
                     creator.link("set", index=live.ifindex(node.name, link.name), **extra)
             else:
                 creator.link("add", **spec)
-        except NetlinkError as exc:
+        except (NetlinkError, NetlinkRefused) as exc:
             if exc.code in LINK_KIND_CAPABILITY_ERRORS:
                 options = sorted(k for k in spec if k not in ("ifname", "kind", "peer", "link", "net_ns_fd"))
                 raise CapabilityMissing(
@@ -229,35 +232,25 @@ class _Builder:
 
     def configure(self, node: str, name: str, master: str | None, port: PortOptions | None, up: bool,
                   addresses: list[str]) -> None:
-        ipr = self.live.ipr(node)
+        rtnl = self.live.rtnl(node)
         try:
             index = self.live.ifindex(node, name)
-            if master:
-                ipr.link("set", index=index, master=self.live.ifindex(node, master))
-            if port is not None:
-                options = {}
-                if port.learning is not None:
-                    options["learning"] = int(port.learning)
-                if port.flood is not None:
-                    options["unicast_flood"] = int(port.flood)
-                if port.hairpin is not None:
-                    options["mode"] = int(port.hairpin)
-                if port.isolated is not None:
-                    options["isolated"] = int(port.isolated)
-                if port.cost is not None:
-                    options["cost"] = port.cost
-                ipr.brport("set", index=index, **options)
             for text in addresses:
-                iface = ipaddress.ip_interface(text)
-                ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-            if up:
-                ipr.link("set", index=index, state="up")
-        except NetlinkError as exc:
+                rtnl.add_address(index, text)
+            master_index = self.live.ifindex(node, master) if master else None
+            if port is not None:  # port flags need the port enslaved first
+                if master_index is not None:
+                    rtnl.set_link(index, master=master_index)
+                    master_index = None
+                self.live.ipr(node).brport("set", index=index, **port_flags(port))
+            if master_index is not None or up:
+                rtnl.set_link(index, master=master_index, up=True if up else None)
+        except (NetlinkError, NetlinkRefused) as exc:
             raise self.fail(f"node {node}: configure {name}", exc) from None
 
     # -- layer 3 -------------------------------------------------------------
     def add_route(self, node: str, route: Route) -> None:
-        ipr = self.live.ipr(node)
+        ipr = self.live.ipr(node) if route.nexthops else None
         dst = "0.0.0.0/0" if route.dst == "default" else route.dst
         net = ipaddress.ip_network(dst, strict=False)
         spec: dict = {"dst": str(net.network_address), "dst_len": net.prefixlen,
@@ -284,8 +277,14 @@ class _Builder:
         if route.onlink:
             spec["flags"] = RTNH_F_ONLINK
         try:
-            ipr.route("add", **spec)
-        except NetlinkError as exc:
+            if route.nexthops:
+                ipr.route("add", **spec)
+            else:
+                self.live.rtnl(node).add_route(
+                    dst, table=spec["table"], proto=RTPROT_BOOT, scope=spec.get("scope", 0), type=spec["type"],
+                    gateway=spec.get("gateway"), oif=spec.get("oif"), metric=spec.get("priority"),
+                    prefsrc=spec.get("prefsrc"), flags=spec.get("flags", 0))
+        except (NetlinkError, NetlinkRefused) as exc:
             raise self.fail(f"node {node}: route {route.dst}" + (f" via {route.via}" if route.via else ""),
                             exc) from None
 
@@ -356,12 +355,12 @@ class _Builder:
 
     # -- readiness -------------------------------------------------------------
     def wait_ready(self, node: str) -> None:
-        ipr = self.live.ipr(node)
-        if not sync_linkwatch(ipr):
+        rtnl = self.live.rtnl(node)
+        if not sync_linkwatch(rtnl):
             return
         with NetlinkWatch(self.live.fd(node), RTMGRP_LINK) as watch:
-            if not watch.wait_for(lambda: not sync_linkwatch(ipr), READY_TIMEOUT):
-                names = ", ".join(links_settling(ipr).values())
+            if not watch.wait_for(lambda: not sync_linkwatch(rtnl), READY_TIMEOUT):
+                names = ", ".join(links_settling(rtnl).values())
                 raise BuildError(f"lab {self.lab.name}: node {node}: links {names} "
                                  f"have carrier but are not running after {READY_TIMEOUT:.0f} s")
 

@@ -13,6 +13,7 @@ from . import nsutil
 from .errors import LabError
 from .model import HOST, Lab
 from .netops import close_quietly, ipr_in, safe_close_fd, sync_linkwatch
+from .rtnl import NetlinkRefused, Rtnl
 
 BR_NETFILTER_SYSCTLS = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",
                         "net.bridge.bridge-nf-call-arptables")
@@ -30,7 +31,8 @@ class LiveLab:
         self.lab = lab
         self.name = lab.name
         self._fds: dict[str, int] = {}
-        self._iprs: dict[str, IPRoute] = {}
+        self._iprs: dict[str, IPRoute] = {}  # pyroute2, made on first use (reads, rare writes)
+        self._rtnls: dict[str, Rtnl] = {}  # the builder's fast path
         self._named: list[str] = []
         self._closers: list[Callable[[], None]] = []
         self.steps: list[tuple[str, float]] = []  # (what, seconds): the build, stage by stage
@@ -52,6 +54,12 @@ class LiveLab:
             self._iprs[node] = ipr_in(self.fd(node))
         return self._iprs[node]
 
+    def rtnl(self, node: str) -> Rtnl:
+        """The minimal rtnetlink client bound in ``node`` (see harness.rtnl)."""
+        if node not in self._rtnls:
+            self._rtnls[node] = Rtnl(self.fd(node))
+        return self._rtnls[node]
+
     def entered(self, node: str):
         """Context manager: the calling thread inside ``node``'s network namespace."""
         return nsutil.entered(self.fd(node))
@@ -66,10 +74,10 @@ class LiveLab:
                                   check=check)
 
     def ifindex(self, node: str, name: str) -> int:
-        found = self.ipr(node).link_lookup(ifname=name)
-        if not found:
-            raise LabError(f"lab {self.name}: no link {name!r} in node {node!r}")
-        return found[0]
+        try:
+            return self.rtnl(node).ifindex(name)
+        except NetlinkRefused:
+            raise LabError(f"lab {self.name}: no link {name!r} in node {node!r}") from None
 
     def link(self, node: str, name: str):
         return self.ipr(node).get_links(self.ifindex(node, name))[0]
@@ -105,17 +113,15 @@ class LiveLab:
             for key in BR_NETFILTER_SYSCTLS:
                 if os.path.exists(nsutil.sysctl_path(key)):
                     nsutil.write_sysctl(key, 0)
-            ipr = IPRoute()
-        self._iprs[name] = ipr
-        ipr.link("set", index=1, state="up")
+            rtnl = Rtnl()
+        self._rtnls[name] = rtnl
+        rtnl.set_link(1, up=True)
         return fd
 
     def delete_node(self, name: str) -> None:
         """Remove a node's namespace (as `ip netns del`): its links and their peers go too."""
         fd = self._fds.pop(name)
-        ipr = self._iprs.pop(name, None)
-        if ipr is not None:
-            close_quietly(ipr)
+        close_quietly(*(table.pop(name) for table in (self._iprs, self._rtnls) if name in table))
         if name in self._named:
             nsutil.release_netns_name(name)
             self._named.remove(name)
@@ -131,8 +137,9 @@ class LiveLab:
             except Exception:  # noqa: BLE001 - teardown must finish whatever a closer does
                 pass
         self._closers.clear()
-        close_quietly(*self._iprs.values())
+        close_quietly(*self._iprs.values(), *self._rtnls.values())
         self._iprs.clear()
+        self._rtnls.clear()
         for name in self._named:
             nsutil.release_netns_name(name)
         self._named.clear()
@@ -151,21 +158,22 @@ class LiveLab:
 def set_link(live: LiveLab, node: str, name: str, *, up: bool | None = None, master: str | None = None,
              nomaster: bool = False) -> None:
     """`ip link set NAME up|down|master M|nomaster` in ``node``."""
-    ipr, index = live.ipr(node), live.ifindex(node, name)
-    if nomaster:
-        ipr.link("set", index=index, master=0)
-    if master is not None:
-        ipr.link("set", index=index, master=live.ifindex(node, master))
+    rtnl, index = live.rtnl(node), live.ifindex(node, name)
+    if nomaster or master is not None:
+        rtnl.set_link(index, master=0 if nomaster else live.ifindex(node, master))
     if up is not None:
-        ipr.link("set", index=index, state="up" if up else "down")
+        rtnl.set_link(index, up=up)
         for other in live.nodes:  # a carrier change lands on the peer, maybe in another node
-            sync_linkwatch(live.ipr(other))
+            sync_linkwatch(live.rtnl(other))
 
 
 def address(live: LiveLab, node: str, name: str, cidr: str, *, add: bool = True) -> None:
     """`ip addr add|del CIDR dev NAME` in ``node``."""
+    if add:
+        live.rtnl(node).add_address(live.ifindex(node, name), cidr)
+        return
     iface = ipaddress.ip_interface(cidr)
-    live.ipr(node).addr("add" if add else "del", index=live.ifindex(node, name), address=str(iface.ip),
+    live.ipr(node).addr("del", index=live.ifindex(node, name), address=str(iface.ip),
                         prefixlen=iface.network.prefixlen)
 
 

@@ -92,23 +92,19 @@ def link_state(msg) -> dict:
     }
 
 
-def links_settling(ipr: IPRoute) -> dict[int, str]:
+def links_settling(rtnl) -> dict[int, str]:
     """Links (index -> name) that have carrier but whose operstate is not yet UP.
 
     The kernel's linkwatch makes a carrier change effective (operstate, qdisc
     activation, a bridge port leaving "disabled") from a work queue that it rate
     limits to once a second for non-urgent events, so a lab is not ready while
-    this is not empty.
+    this is not empty. ``rtnl`` is a ``harness.rtnl.Rtnl`` bound in the namespace.
     """
-    pending = {}
-    for msg in ipr.get_links():
-        state = link_state(msg)
-        if state["up"] and state["lower_up"] and not state["running"]:
-            pending[state["index"]] = state["name"]
-    return pending
+    return {index: name for index, name, flags in rtnl.links()
+            if flags & IFF_UP and flags & IFF_LOWER_UP and not flags & IFF_RUNNING}
 
 
-def sync_linkwatch(ipr: IPRoute) -> dict[int, str]:
+def sync_linkwatch(rtnl) -> dict[int, str]:
     """Make pending linkwatch events effective now; return the links still settling.
 
     RTM_GETLINK for one device (not a dump) runs linkwatch_sync_dev() on it, so
@@ -116,10 +112,10 @@ def sync_linkwatch(ipr: IPRoute) -> dict[int, str]:
     veth whose ifindex equals its peer's (both 2 in two fresh namespaces) does not
     count as urgent for linkwatch and would otherwise wait the full second.
     """
-    pending = links_settling(ipr)
+    pending = links_settling(rtnl)
     for index in pending:
-        ipr.link("get", index=index)
-    return links_settling(ipr) if pending else pending
+        rtnl.get_link(index)
+    return links_settling(rtnl) if pending else pending
 
 
 def close_quietly(*closables) -> None:

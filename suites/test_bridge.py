@@ -161,18 +161,31 @@ def test_no_ping_crosses_a_port_that_is_down(vbridge):
     assert not result, "ns3 answered through a bridge port that is down"
 
 
-@pytest.mark.document("001", "step3: 主机访问 namespace (Network is unreachable)")
+@pytest.mark.document("001", "step3: ip addr add 192.168.28.5/24 dev vbridge")
 def test_host_reaches_the_namespaces_only_once_vbridge_has_an_address(vbridge):
     probe = vbridge.probe
     address(vbridge, "host", "vbridge", "192.168.28.5/24", add=False)
-    before = probe.ping("host", "192.168.28.1")
-    assert not before and before.error == "Network is unreachable", before
     assert not connected_routes(vbridge)
+    before = probe.ping("host", "192.168.28.1", timeout=QUIET_WINDOW)
+    # Without the address the host routes 192.168.28.1 by its default route, out of ens33.
+    assert not before, "ns1 answered the host although vbridge had no address"
     with NetlinkWatch(vbridge.fd("host"), RTMGRP_IPV4_ROUTE) as watch:
         address(vbridge, "host", "vbridge", "192.168.28.5/24")
         assert watch.wait_for(lambda: connected_routes(vbridge), DEADLINE)
+    # route -n: 192.168.28.0 0.0.0.0 255.255.255.0 U 0 0 0 vbridge
     assert connected_routes(vbridge) == [("192.168.28.0/24", "192.168.28.5")]
     after = probe.ping("host", "192.168.28.1")
+    assert after, after.error
+
+
+@pytest.mark.document("001", "step3: ip netns exec ns1 ping 192.168.17.10 (Network is unreachable)")
+def test_ns1_reaches_the_host_address_only_with_its_default_route(vbridge):
+    probe = vbridge.probe
+    vbridge.ipr("ns1").route("del", dst="0.0.0.0/0")
+    before = probe.ping("ns1", "192.168.17.10")
+    assert not before and before.error == "Network is unreachable", before
+    vbridge.ipr("ns1").route("add", dst="0.0.0.0/0", gateway="192.168.28.5")
+    after = probe.ping("ns1", "192.168.17.10")
     assert after, after.error
 
 

@@ -175,7 +175,7 @@ def test_second_build_of_a_standing_lab_is_refused_and_the_first_survives():
     first = build(load_lab("001-vbridge"))
     try:
         standing = netns_state()
-        assert standing[0] == ["ns1", "ns2", "ns3"]
+        assert standing[0] == ["ns1", "ns2", "ns3", "upstream"]
         for other in ("001-vbridge", "002-br0"):  # the same lab, and another lab with an ns1
             with pytest.raises(LabError) as info:
                 build(load_lab(other))
@@ -207,7 +207,7 @@ def test_run_runs_inside_the_node_and_refuses_a_shell_string():
             live.run("ns1", "ip -o link")
         with pytest.raises(LabError) as info:
             live.run("ns9", ["true"])
-        assert one_line(str(info.value)) == "lab 001-vbridge: no node 'ns9' (nodes: host, ns1, ns2, ns3)"
+        assert one_line(str(info.value)) == "lab 001-vbridge: no node 'ns9' (nodes: host, ns1, ns2, ns3, upstream)"
 
 
 @pytest.mark.parametrize(("name", "nodes"), [
@@ -295,7 +295,7 @@ def test_lab_ready_hook_fires_once_per_lab_before_the_body(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert outcomes == {name: ("passed", None) for name in ("test_altered", "test_two_labs", "test_no_lab")}
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
-    vbridge_nodes = [HOST, "ns1", "ns2", "ns3"]
+    vbridge_nodes = [HOST, "ns1", "ns2", "ns3", "upstream"]
     assert [(e["event"], e.get("lab") or e.get("test")) for e in events] == [
         ("hook", "001-vbridge"), ("body", "test_altered"),
         ("hook", "001-vbridge"), ("hook", "000-veth-basics"), ("body", "test_two_labs"),

@@ -1,0 +1,225 @@
+"""A minimal rtnetlink client for the builder's hot path.
+
+pyroute2 costs ~185 us of Python per request here; the same request on a raw
+netlink socket costs ~4 us, and a lab build makes dozens. This module encodes the
+few requests a build makes most (create veth/bridge, set link state/master/mtu/
+MAC, add address, add route, look up an index, list link flags) and asks the
+kernel for extended acks, so a refusal carries the kernel's own words ("Nexthop
+has invalid gateway"). Everything else stays with pyroute2.
+"""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import socket
+import struct
+
+from . import nsutil
+
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = 0x1, 0x4, 0x200, 0x400, 0x300
+NLM_F_ACK_TLVS = 0x200  # on an NLMSG_ERROR: extended-ack attributes follow
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 18, 20, 24
+SOL_NETLINK, NETLINK_CAP_ACK, NETLINK_EXT_ACK = 270, 10, 11
+NLMSGERR_ATTR_MSG = 1
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 28
+IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+IFLA_BR = {"forward_delay": (1, "I"), "ageing_time": (4, "I"), "stp_state": (5, "I"), "vlan_filtering": (7, "B")}
+IFA_ADDRESS, IFA_LOCAL = 1, 2
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
+IFF_UP, IFF_RUNNING, IFF_LOWER_UP = 0x1, 0x40, 0x10000
+_IFINFO = struct.Struct("=BxHiII")
+
+
+class NetlinkRefused(OSError):
+    """The kernel refused a request: errno plus, when it gave one, its extended-ack message."""
+
+    def __init__(self, code: int, message: str | None):
+        super().__init__(code, message or os.strerror(code))
+        self.code = code
+        self.kernel_message = message
+
+
+def _attr(kind: int, payload: bytes) -> bytes:
+    return struct.pack("=HH", 4 + len(payload), kind) + payload + b"\0" * (-len(payload) % 4)
+
+
+def _string(kind: int, text: str) -> bytes:
+    return _attr(kind, text.encode() + b"\0")
+
+
+def _u32(kind: int, value: int) -> bytes:
+    return _attr(kind, struct.pack("=I", value))
+
+
+def _mac(text: str) -> bytes:
+    return bytes.fromhex(text.replace(":", ""))
+
+
+def _attrs(data: bytes):
+    at = 0
+    while at + 4 <= len(data):
+        length, kind = struct.unpack_from("=HH", data, at)
+        if length < 4:
+            return
+        yield kind & 0x3FFF, data[at + 4:at + length]
+        at += (length + 3) & ~3
+
+
+class Rtnl:
+    """One rtnetlink socket bound in a network namespace (by fd, or the caller's)."""
+
+    def __init__(self, netns_fd: int | None = None):
+        if netns_fd is None:
+            self.sock = self._open()
+        else:
+            with nsutil.entered(netns_fd):
+                self.sock = self._open()
+        self.seq = 0
+
+    @staticmethod
+    def _open() -> socket.socket:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
+        sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
+        sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+        sock.bind((0, 0))
+        return sock
+
+    def close(self) -> None:
+        self.sock.close()
+
+    # -- transport ----------------------------------------------------------------
+    def _send(self, kind: int, flags: int, body: bytes) -> int:
+        self.seq += 1
+        self.sock.send(struct.pack("=IHHII", 16 + len(body), kind, flags | NLM_F_REQUEST, self.seq, 0) + body)
+        return self.seq
+
+    def _messages(self, seq: int):
+        """(type, payload) of the answer to ``seq``, until the ack, the error or NLMSG_DONE.
+
+        Every request asks for an ack (or is a dump), so the answer always ends: reading
+        it to the end leaves nothing behind for the next request.
+        """
+        while True:
+            data = self.sock.recv(1 << 20)
+            at = 0
+            while at + 16 <= len(data):
+                length, kind, flags, msg_seq, _ = struct.unpack_from("=IHHII", data, at)
+                payload = data[at + 16:at + length]
+                at += (length + 3) & ~3
+                if msg_seq != seq:
+                    continue
+                if kind == NLMSG_DONE:
+                    return
+                if kind == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", payload)[0]
+                    if code:
+                        message = None
+                        if flags & NLM_F_ACK_TLVS:
+                            for attr, value in _attrs(payload[20:]):
+                                if attr == NLMSGERR_ATTR_MSG:
+                                    message = value.rstrip(b"\0").decode(errors="replace")
+                        raise NetlinkRefused(code, message)
+                    return
+                yield kind, payload
+
+    def request(self, kind: int, body: bytes, flags: int = 0) -> None:
+        for _ in self._messages(self._send(kind, flags | NLM_F_ACK, body)):
+            pass
+
+    # -- links ------------------------------------------------------------------------
+    @staticmethod
+    def _link_attrs(name: str | None = None, mac: str | None = None, mtu: int | None = None,
+                    master: int | None = None, netns_fd: int | None = None) -> bytes:
+        out = b""
+        if name is not None:
+            out += _string(IFLA_IFNAME, name)
+        if mac is not None:
+            out += _attr(IFLA_ADDRESS, _mac(mac))
+        if mtu is not None:
+            out += _u32(IFLA_MTU, mtu)
+        if master is not None:
+            out += _u32(IFLA_MASTER, master)
+        if netns_fd is not None:
+            out += _u32(IFLA_NET_NS_FD, netns_fd)
+        return out
+
+    def add_veth(self, name: str, peer: str, *, mac=None, mtu=None, peer_mac=None, peer_mtu=None,
+                 peer_netns_fd: int | None = None) -> None:
+        peer_info = _IFINFO.pack(0, 0, 0, 0, 0) + self._link_attrs(peer, peer_mac, peer_mtu,
+                                                                   netns_fd=peer_netns_fd)
+        info = _string(IFLA_INFO_KIND, "veth") + _attr(IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer_info))
+        self.request(RTM_NEWLINK, _IFINFO.pack(0, 0, 0, 0, 0) + self._link_attrs(name, mac, mtu)
+                     + _attr(IFLA_LINKINFO, info), NLM_F_CREATE | NLM_F_EXCL)
+
+    def add_bridge(self, name: str, *, mac=None, mtu=None, **options) -> None:
+        data = b""
+        for key, value in options.items():
+            if value is not None:
+                attr, fmt = IFLA_BR[key]
+                data += _attr(attr, struct.pack("=" + fmt, value))
+        info = _string(IFLA_INFO_KIND, "bridge") + (_attr(IFLA_INFO_DATA, data) if data else b"")
+        self.request(RTM_NEWLINK, _IFINFO.pack(0, 0, 0, 0, 0) + self._link_attrs(name, mac, mtu)
+                     + _attr(IFLA_LINKINFO, info), NLM_F_CREATE | NLM_F_EXCL)
+
+    def set_link(self, index: int, *, up: bool | None = None, master: int | None = None,
+                 mtu: int | None = None, mac: str | None = None) -> None:
+        flags = change = 0
+        if up is not None:
+            flags, change = (IFF_UP if up else 0), IFF_UP
+        self.request(RTM_NEWLINK, _IFINFO.pack(0, 0, index, flags, change)
+                     + self._link_attrs(mac=mac, mtu=mtu, master=master))
+
+    def ifindex(self, name: str) -> int:
+        """The index of link ``name`` (ENODEV if there is none)."""
+        index = None
+        for _, payload in self._messages(self._send(RTM_GETLINK, NLM_F_ACK, _IFINFO.pack(0, 0, 0, 0, 0)
+                                                    + _string(IFLA_IFNAME, name))):
+            index = _IFINFO.unpack_from(payload)[2]
+        if index is not None:
+            return index
+        raise NetlinkRefused(errno.ENODEV, f"no link {name!r}")
+
+    def links(self) -> list[tuple[int, str, int]]:
+        """(index, name, flags) of every link."""
+        out = []
+        for _, payload in self._messages(self._send(RTM_GETLINK, NLM_F_DUMP, _IFINFO.pack(0, 0, 0, 0, 0))):
+            _, _, index, flags, _ = _IFINFO.unpack_from(payload)
+            name = next((v.rstrip(b"\0").decode() for k, v in _attrs(payload[16:]) if k == IFLA_IFNAME), "")
+            out.append((index, name, flags))
+        return out
+
+    def get_link(self, index: int) -> None:
+        """RTM_GETLINK for one device: the kernel syncs its pending linkwatch event first."""
+        for _ in self._messages(self._send(RTM_GETLINK, NLM_F_ACK, _IFINFO.pack(0, 0, index, 0, 0))):
+            pass
+
+    # -- layer 3 ------------------------------------------------------------------------
+    def add_address(self, index: int, cidr: str) -> None:
+        iface = ipaddress.ip_interface(cidr)
+        family = socket.AF_INET if iface.version == 4 else socket.AF_INET6
+        packed = iface.ip.packed
+        body = struct.pack("=BBBBI", family, iface.network.prefixlen, 0, 0, index)
+        body += _attr(IFA_LOCAL, packed) + _attr(IFA_ADDRESS, packed)
+        self.request(RTM_NEWADDR, body, NLM_F_CREATE | NLM_F_EXCL)
+
+    def add_route(self, dst: str, *, table: int = 254, proto: int = 3, scope: int = 0, type: int = 1,
+                  gateway: str | None = None, oif: int | None = None, metric: int | None = None,
+                  prefsrc: str | None = None, flags: int = 0) -> None:
+        net = ipaddress.ip_network(dst, strict=False)
+        family = socket.AF_INET if net.version == 4 else socket.AF_INET6
+        body = struct.pack("=BBBBBBBBI", family, net.prefixlen, 0, 0, table if table < 256 else 0, proto, scope,
+                           type, flags)
+        body += _u32(RTA_TABLE, table)
+        if net.prefixlen:
+            body += _attr(RTA_DST, net.network_address.packed)
+        if gateway is not None:
+            body += _attr(RTA_GATEWAY, ipaddress.ip_address(gateway).packed)
+        if oif is not None:
+            body += _u32(RTA_OIF, oif)
+        if metric is not None:
+            body += _u32(RTA_PRIORITY, metric)
+        if prefsrc is not None:
+            body += _attr(RTA_PREFSRC, ipaddress.ip_address(prefsrc).packed)
+        self.request(RTM_NEWROUTE, body, NLM_F_CREATE | NLM_F_EXCL)

@@ -1,5 +1,8 @@
 """netconform's command line: lab files as scripts and diagrams, without building anything.
 
+    python -m harness lab list                      the bundled labs, with document and section
+    python -m harness lab up LAB [--command CMD]    build LAB in a private sandbox and open a shell in
+                                                    its host (or run CMD there); leaving removes it all
     python -m harness labs                          the bundled labs
     python -m harness check LAB_FILE                validate a lab file (exit 2 if it is wrong)
     python -m harness script LAB                    the shell reproducer of a lab
@@ -32,10 +35,56 @@ def _check(args) -> str:
     return f"{args.lab_file}: OK (lab {lab.name}, {len(lab.nodes)} nodes, {count} interfaces)\n"
 
 
+def _lab_up(args) -> str:
+    """Build a lab in a sandbox of its own and hand the user a shell in its host node."""
+    import os
+    import signal
+    import subprocess
+    import tempfile
+
+    from . import sandbox
+    from .builder import build
+    from .errors import NetconformError
+
+    lab = load_lab(args.lab)
+    try:
+        sandbox.enter()  # first, while this process has no thread: a user namespace needs that
+        live = build(lab)
+    except NetconformError as exc:
+        raise LabError(str(exc)) from None
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix=f"{lab.name}-", suffix=".sh", delete=False) as script:
+            script.write(shell_script(lab))
+        print(topology(lab, "mermaid"))
+        print(f"lab {lab.name} is up (document {lab.document or '-'}: {' '.join((lab.section or '').split())})")
+        print(f"nodes: {', '.join(live.nodes)}; try: ip netns exec {live.nodes[-1]} ip -br addr")
+        print(f"reproducer: {script.name}; leave the shell to remove everything", flush=True)
+        argv = ["sh", "-c", args.command] if args.command else [os.environ.get("SHELL", "/bin/bash")]
+        env = dict(os.environ, NETCONFORM_LAB=lab.name, PS1=f"[{lab.name}] \\w# ")
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C belongs to the shell
+        try:
+            with live.entered("host"):
+                code = subprocess.run(argv, env=env).returncode
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            os.unlink(script.name)
+    finally:
+        live.teardown()
+    if code:
+        raise SystemExit(code)
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("labs", help="list the bundled labs").set_defaults(run=_labs)
+    lab = commands.add_parser("lab", help="explore a lab by hand").add_subparsers(dest="action", required=True)
+    lab.add_parser("list", help="the bundled labs, with document and section").set_defaults(run=_labs)
+    up = lab.add_parser("up", help="build LAB in a private sandbox and open a shell in its host")
+    up.add_argument("lab", help="a bundled lab's name or a lab file's path")
+    up.add_argument("--command", help="run this shell command there instead of an interactive shell")
+    up.set_defaults(run=_lab_up)
     check = commands.add_parser("check", help="validate a lab file: one line, OK or what is wrong")
     check.add_argument("lab_file")
     check.set_defaults(run=_check)

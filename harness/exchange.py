@@ -119,14 +119,19 @@ class StackExchanges:
                     what = {3: "destination unreachable", 11: "time exceeded"}[kind]
                     return PingResult(False, reply_from=source, error=f"ICMP {what} (code {code}) from {source}")
 
+    def _socket_pair(self, server: str, client: str, kind: int) -> tuple[socket.socket, socket.socket]:
+        """A server socket in ``server``'s namespace and a client one in ``client``'s (after a drain)."""
+        self.drain()
+        with self.live.entered(server):
+            srv = socket.socket(socket.AF_INET, kind | socket.SOCK_CLOEXEC)
+        with self.live.entered(client):
+            cli = socket.socket(socket.AF_INET, kind | socket.SOCK_CLOEXEC)
+        return srv, cli
+
     def udp(self, client: str, server: str, dst: str, port: int, listen: str = "0.0.0.0",
             payload: bytes = b"netconform", timeout: float = DEADLINE) -> Exchange:
         """Client node sends a datagram to dst:port; the server node echoes it back."""
-        self.drain()
-        with self.live.entered(server):
-            srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        with self.live.entered(client):
-            cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        srv, cli = self._socket_pair(server, client, socket.SOCK_DGRAM)
         try:
             srv.bind((listen, port))
             # Answer from the address the datagram was sent to, as a DNS server does: a
@@ -159,11 +164,7 @@ class StackExchanges:
     def tcp(self, client: str, server: str, dst: str, port: int, listen: str = "0.0.0.0",
             payload: bytes = b"netconform", timeout: float = DEADLINE) -> Exchange:
         """Client node connects to dst:port; a listener in the server node accepts and echoes."""
-        self.drain()
-        with self.live.entered(server):
-            srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        with self.live.entered(client):
-            cli = socket.socket(socket.AF_INET, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        srv, cli = self._socket_pair(server, client, socket.SOCK_STREAM)
         conn = None
         try:
             srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -129,11 +129,11 @@ class StackExchanges:
         return srv, cli
 
     def udp(self, client: str, server: str, dst: str, port: int, listen: str = "0.0.0.0",
-            payload: bytes = b"netconform", timeout: float = DEADLINE) -> Exchange:
+            payload: bytes = b"netconform", timeout: float = DEADLINE, listen_port: int | None = None) -> Exchange:
         """Client node sends a datagram to dst:port; the server node echoes it back."""
         srv, cli = self._socket_pair(server, client, socket.SOCK_DGRAM)
         try:
-            srv.bind((listen, port))
+            srv.bind((listen, listen_port or port))
             # Answer from the address the datagram was sent to, as a DNS server does: a
             # multi-homed server otherwise answers from its primary address, which a NAT's
             # conntrack entry (expecting the original destination) would not reverse.
@@ -162,21 +162,40 @@ class StackExchanges:
             cli.close()
 
     def tcp(self, client: str, server: str, dst: str, port: int, listen: str = "0.0.0.0",
-            payload: bytes = b"netconform", timeout: float = DEADLINE) -> Exchange:
-        """Client node connects to dst:port; a listener in the server node accepts and echoes."""
+            payload: bytes = b"netconform", timeout: float = DEADLINE, listen_port: int | None = None) -> Exchange:
+        """Client node connects to dst:port; a listener in the server node accepts and echoes.
+
+        ``listen_port`` is the port the server listens on when it differs from the one the
+        client dials (a port mapping: 18862 -> 80). A refused connection returns at once.
+        """
         srv, cli = self._socket_pair(server, client, socket.SOCK_STREAM)
         conn = None
         try:
             srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            srv.bind((listen, port))
+            srv.bind((listen, listen_port or port))
             srv.listen(1)
             cli.setblocking(False)
             code = cli.connect_ex((dst, port))
             if code not in (0, errno.EINPROGRESS):
                 return Exchange(False, error=os.strerror(code))
-            ready, _, _ = select.select([srv], [], [], timeout)
-            if not ready:
-                return Exchange(False, error=f"no connection reached the listener in {server} within {timeout:g} s")
+            deadline = time.monotonic() + timeout
+            while True:  # until the listener gets the connection, the client its refusal, or the deadline
+                left = max(0.0, deadline - time.monotonic())
+                accepting, settled, _ = select.select([srv], [cli], [], left)
+                if accepting:
+                    break
+                code = cli.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if code:
+                    return Exchange(False, error=f"nothing reached the listener in {server}; "
+                                                 f"the client got: {os.strerror(code)}")
+                if settled:  # connected, but not (yet) seen by our listener: something else answered
+                    if select.select([srv], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                        break
+                    return Exchange(False, error=f"the client reached something other than the listener "
+                                                 f"in {server}")
+                if time.monotonic() >= deadline:
+                    return Exchange(False, error=f"no connection reached the listener in {server} "
+                                                 f"within {timeout:g} s")
             conn, peer = srv.accept()
             _, writable, _ = select.select([], [cli], [], timeout)
             code = cli.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)

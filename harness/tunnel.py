@@ -1,0 +1,268 @@
+"""The user-program side of TUN/TAP devices, and Flannel's UDP encapsulator.
+
+The builder makes tun/tap devices persistent (``ip tuntap add``) and leaves them
+without a program, so they have no carrier. ``open_tuntap`` attaches to one as a
+VPN program or flanneld does (open ``/dev/net/tun``, ``TUNSETIFF`` with the device's
+name): from then on the fd reads what the kernel sends out of the device - whole
+Ethernet frames on a TAP, bare IP packets on a TUN (IFF_NO_PI: no packet-information
+header) - and what is written to it enters the kernel as if received on the device.
+
+``UdpTunnel`` is flanneld's UDP backend (document 004, "Flannel: UDP"): it reads IP
+packets from each node's flannel0, finds the destination node from the subnet leases
+and sends each packet, bare, as a UDP datagram to that node's public IP, port 8285;
+what a node receives on 8285 is written into its flannel0.
+
+Nothing here sleeps: reads wait with ``select`` up to a deadline, and the
+encapsulator's thread wakes on an eventfd when it is closed.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import ipaddress
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+
+from .builder import IFF_NO_PI, IFF_TAP, IFF_TUN, TUNSETIFF
+from .exchange import DEADLINE, PingResult
+from .netops import safe_close_fd, sync_linkwatch
+from .probe import QUIET_WINDOW
+
+FLANNEL_UDP_PORT = 8285  # flanneld's UDP backend
+VXLAN_OVERHEAD = 50  # outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14: FLANNEL_MTU=1450 on a 1500 underlay
+UDP_OVERHEAD = 28  # outer IPv4 20 + UDP 8: FLANNEL_MTU=1472 for the UDP backend
+IP_MTU_DISCOVER, IP_PMTUDISC_DONT, IP_PMTUDISC_DO = 10, 0, 2
+STOP_TIMEOUT = 5.0  # seconds close() waits for the encapsulator's thread (it wakes at once)
+
+
+def _attach(live, node: str, name: str, kind: str) -> int:
+    """Open /dev/net/tun in ``node`` and attach to the existing device ``name``; a non-blocking fd."""
+    if kind not in ("tun", "tap"):
+        raise ValueError(f"kind is 'tun' or 'tap', not {kind!r}")
+    flags = (IFF_TUN if kind == "tun" else IFF_TAP) | IFF_NO_PI
+    with live.entered(node):  # the fd looks the device up in the namespace it was opened in
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), flags))
+        except OSError:
+            os.close(fd)
+            raise
+    # Attaching turns the carrier on; make linkwatch act now (operstate, a bridge port
+    # leaving "disabled") rather than within the second it may otherwise take.
+    sync_linkwatch(live.rtnl(node))
+    return fd
+
+
+def open_tuntap(live, node: str, name: str, kind: str) -> int:
+    """Attach to the persistent tun/tap ``name`` in ``node`` as its user program; the fd.
+
+    The fd is non-blocking and belongs to the lab: it is closed at teardown (it holds
+    the namespace), so the caller must not close it.
+    """
+    fd = _attach(live, node, name, kind)
+    live.on_teardown(lambda: safe_close_fd(fd))
+    return fd
+
+
+def read_packet(fd: int, timeout: float = DEADLINE, match: Callable[[bytes], bool] | None = None) -> bytes | None:
+    """The first packet (or frame) read from ``fd`` within ``timeout`` that ``match`` accepts, else None."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for data in _pending(fd):
+            if match is None or match(data):
+                return data
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        select.select([fd], [], [], left)
+
+
+def read_window(fd: int, window: float = QUIET_WINDOW) -> list[bytes]:
+    """Everything read from ``fd`` during the quiet window (a negative check wants [])."""
+    deadline = time.monotonic() + window
+    seen: list[bytes] = []
+    while True:
+        seen += _pending(fd)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return seen
+        select.select([fd], [], [], left)
+
+
+def drain(fd: int) -> list[bytes]:
+    """Read and return what is pending now, without waiting."""
+    return _pending(fd)
+
+
+def _pending(fd: int) -> list[bytes]:
+    out = []
+    while True:
+        try:
+            out.append(os.read(fd, 65535))
+        except BlockingIOError:
+            return out
+
+
+def _checksum(data: bytes) -> int:
+    data += b"\0" * (len(data) % 2)
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total & 0xFFFF) + (total >> 16)
+    return ~(total + (total >> 16)) & 0xFFFF
+
+
+def sized_ping(live, node: str, dst: str, size: int, df: bool = True, timeout: float = DEADLINE) -> PingResult:
+    """One ICMP echo of ``size`` bytes of IP packet from ``node`` to ``dst``, as `ping -s size-28 -M do|dont`.
+
+    With ``df`` the kernel refuses a packet larger than the route's MTU ("Message too
+    long"); an ICMP error quoting the echo (frag-needed...) ends the wait at once.
+    """
+    with live.entered(node):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.IPPROTO_ICMP)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO if df else IP_PMTUDISC_DONT)
+        ident, seq = (os.getpid() + size) & 0xFFFF, 1
+        payload = b"netconform-mtu".ljust(size - 28, b".")
+        header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+        sock.sendto(struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, seq) + payload, (dst, 0))
+    except OSError as exc:
+        sock.close()
+        return PingResult(False, error=exc.strerror)
+    ours = struct.pack("!HH", ident, seq)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([sock], [], [], left)[0]:
+                return PingResult(False, error=f"no reply from {dst} within {timeout:g} s")
+            data, (source, _) = sock.recvfrom(65535)
+            ihl = (data[0] & 0x0F) * 4
+            kind, code = data[ihl], data[ihl + 1]
+            if kind == 0 and data[ihl + 4:ihl + 8] == ours:
+                return PingResult(True, reply_from=source, ttl=data[8])
+            inner = data[ihl + 8:]
+            if kind in (3, 11) and inner and inner[(inner[0] & 0x0F) * 4 + 4:(inner[0] & 0x0F) * 4 + 8] == ours:
+                mtu = struct.unpack("!H", data[ihl + 6:ihl + 8])[0]
+                return PingResult(False, reply_from=source,
+                                  error=f"ICMP type {kind} code {code} from {source}" + (f", mtu {mtu}" if code == 4 else ""))
+    finally:
+        sock.close()
+
+
+class UdpTunnel:
+    """Flanneld's UDP backend for the nodes of a live lab, in a background thread.
+
+    ``leases`` maps each node's subnet to the node and its public IP, as flanneld's
+    subnet leases in etcd do (``/coreos.com/network/subnets/10.244.1.0-24`` ->
+    ``{"PublicIP": "172.16.0.1"}``)::
+
+        UdpTunnel(live, {"10.244.1.0/24": ("node1", "172.16.0.1"),
+                         "10.244.2.0/24": ("node2", "172.16.0.2")})
+
+    On each node it holds the TUN ``device`` and a UDP socket bound to the public IP
+    and ``port``. A packet read from a node's TUN goes, unchanged, as the payload of
+    one datagram to the node whose subnet holds its destination; a datagram received
+    is written into the receiving node's TUN. ``close()`` (registered for teardown)
+    stops the thread at once and closes every fd and socket.
+    """
+
+    def __init__(self, live, leases: dict[str, tuple[str, str]], device: str = "flannel0",
+                 port: int = FLANNEL_UDP_PORT):
+        self.leases = [(ipaddress.ip_network(subnet), node, public) for subnet, (node, public) in leases.items()]
+        self.port = port
+        self.counts = {"encapsulated": 0, "decapsulated": 0, "dropped": 0}
+        self.error: BaseException | None = None
+        self._tun: dict[int, str] = {}  # fd -> node
+        self._udp: dict[socket.socket, int] = {}  # socket -> the TUN fd of its node
+        self._out: dict[str, socket.socket] = {}  # node -> its socket
+        self._wake = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        self._closed = False
+        live.on_teardown(self.close)
+        try:
+            for _, node, public in self.leases:
+                fd = _attach(live, node, device, "tun")
+                self._tun[fd] = node
+                with live.entered(node):
+                    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                self._out[node] = sock
+                self._udp[sock] = fd
+                sock.bind((public, port))
+                sock.setblocking(False)
+        except BaseException:
+            self.close()
+            raise
+        self._thread = threading.Thread(target=self._run, name="flanneld-udp", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return hasattr(self, "_thread") and self._thread.is_alive()
+
+    def _node_for(self, packet: bytes):
+        if len(packet) < 20 or packet[0] >> 4 != 4:
+            return None
+        dst = ipaddress.IPv4Address(packet[16:20])
+        return next(((node, public) for net, node, public in self.leases if dst in net), None)
+
+    def _run(self) -> None:
+        watched = [self._wake, *self._tun, *self._udp]
+        try:
+            while True:
+                ready, _, _ = select.select(watched, [], [])
+                if self._wake in ready:
+                    return
+                for item in ready:
+                    if isinstance(item, socket.socket):
+                        self._decapsulate(item)
+                    else:
+                        self._encapsulate(item)
+        except BaseException as exc:  # noqa: BLE001 - kept for the caller to see
+            self.error = exc
+
+    def _encapsulate(self, fd: int) -> None:
+        me = self._tun[fd]
+        for packet in _pending(fd):
+            target = self._node_for(packet)
+            if target is None or target[0] == me:
+                self.counts["dropped"] += 1
+                continue
+            try:
+                self._out[me].sendto(packet, (target[1], self.port))
+                self.counts["encapsulated"] += 1
+            except OSError:
+                self.counts["dropped"] += 1
+
+    def _decapsulate(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                packet = sock.recv(65535)
+            except BlockingIOError:
+                return
+            try:
+                os.write(self._udp[sock], packet)
+                self.counts["decapsulated"] += 1
+            except OSError as exc:
+                if exc.errno not in (errno.EINVAL, errno.EIO, errno.EAGAIN):
+                    raise
+                self.counts["dropped"] += 1
+
+    def close(self) -> None:
+        """Stop the thread (it wakes at once) and close every TUN fd and socket; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        os.eventfd_write(self._wake, 1)
+        if hasattr(self, "_thread"):
+            self._thread.join(STOP_TIMEOUT)
+        for sock in self._udp:
+            sock.close()
+        for fd in self._tun:
+            safe_close_fd(fd)
+        self._udp.clear()
+        self._tun.clear()
+        self._out.clear()
+        safe_close_fd(self._wake)

@@ -1,0 +1,239 @@
+"""Flannel: document 004, "Flannel" with its VXLAN (default) and UDP (deprecated) backends.
+
+Two nodes with public IPs 172.16.0.1 and 172.16.0.2 on an underlay; pods on each
+node's cni0. Same-node traffic is bridged on cni0; cross-node traffic is seen on the
+underlay as the backend wraps it: a whole Ethernet frame in VXLAN (VNI 1, UDP 8472),
+or the bare IP packet in UDP 8285 by the user-space encapsulator (harness.tunnel).
+"""
+import os
+
+import pytest
+from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.l2 import ARP, Ether
+from scapy.layers.vxlan import VXLAN
+
+from fixtures import lab_fixture
+from harness import tunnel
+from harness.builder import build
+from harness.errors import CapabilityMissing
+from harness.labfile import load_lab
+from harness.probe import QUIET_WINDOW, Port, Probe
+
+flannel_vxlan = lab_fixture("004-flannel-vxlan")
+flannel_udp = lab_fixture("004-flannel-udp")
+
+NODE1_IP, NODE2_IP = "172.16.0.1", "172.16.0.2"  # the nodes' public IPs
+POD1A, POD1B, POD2A = "10.244.1.2", "10.244.1.3", "10.244.2.2"
+VTEP1_MAC, VTEP2_MAC = "02:f1:a0:00:01:00", "02:f1:a0:00:02:00"  # flannel.1 on node1, node2
+UNDERLAY1, UNDERLAY2 = Port("node1", "eth0"), Port("node2", "eth0")
+VTEP1 = Port("node1", "flannel.1")
+LEASES = {"10.244.1.0/24": ("node1", NODE1_IP), "10.244.2.0/24": ("node2", NODE2_IP)}
+
+
+def vxlan_from_node1():
+    return Ether() / IP(src=NODE1_IP, dst=NODE2_IP) / UDP(dport=8472)
+
+
+def udp_from_node1():
+    return Ether() / IP(src=NODE1_IP, dst=NODE2_IP) / UDP(sport=tunnel.FLANNEL_UDP_PORT, dport=tunnel.FLANNEL_UDP_PORT)
+
+
+def pod_traffic(packet):
+    """VXLAN, or an IP packet from or to a pod (not the bridges' own IGMP reports)."""
+    if packet.haslayer(UDP) and 8472 in (packet[UDP].sport, packet[UDP].dport):
+        return True
+    return packet.haslayer(IP) and any(a.startswith("10.244.") for a in (packet[IP].src, packet[IP].dst))
+
+
+def build_changed(request, name, change):
+    """Build lab ``name`` after ``change(lab)``; torn down with the test."""
+    lab = load_lab(name)
+    change(lab)
+    try:
+        live = build(lab)
+    except CapabilityMissing as exc:
+        pytest.skip(f"lab {name}: {exc}")
+    request.addfinalizer(live.teardown)
+    where = request.config.getoption("--capture-dir") or str(request.getfixturevalue("tmp_path"))
+    os.makedirs(where, exist_ok=True)
+    live.probe = Probe(live, capture=os.path.join(where, f"{request.node.name}.pcapng"))
+    request.config.hook.pytest_netconform_lab_ready(lab=live)
+    return live
+
+
+def link_of(lab, node, name):
+    return next(link for link in lab.node(node).links if link.name == name)
+
+
+# ---------------------------------------------------------------- VXLAN backend
+
+@pytest.mark.requires("vxlan")
+@pytest.mark.document("004", "Flannel VXLAN: 跨节点的 pod 流量封装在 UDP 中经底层网络发送")
+def test_cross_node_pod_traffic_is_the_pods_frame_in_vxlan_vni_1_on_udp_8472(flannel_vxlan):
+    probe = flannel_vxlan.probe
+    probe.listen(UNDERLAY2)
+    result = probe.ping("pod1a", POD2A)
+    assert result, result.error
+    seen = probe.expect(UNDERLAY2, vxlan_from_node1())
+    assert seen, "no UDP 8472 from node1 to node2 on the underlay\n" + probe.evidence(UNDERLAY2)
+    vxlan = VXLAN(bytes(seen.packet[UDP].payload))  # decoded explicitly: no reliance on scapy's port bindings
+    inner = vxlan.payload
+    assert vxlan.vni == 1 and vxlan.flags & 0x08, vxlan.summary()  # I flag: the VNI is valid
+    assert (inner.src, inner.dst) == (VTEP1_MAC, VTEP2_MAC), inner.summary()  # flannel.1 to flannel.1
+    assert (inner[IP].src, inner[IP].dst, inner[ICMP].type) == (POD1A, POD2A, 8), inner.summary()
+
+
+@pytest.mark.requires("vxlan")
+@pytest.mark.document("004", "Flannel: 同节点的 pod 在 cni0 网桥走二层转发")
+def test_same_node_pod_traffic_stays_on_cni0(flannel_vxlan):
+    probe = flannel_vxlan.probe
+    probe.listen(Port("node1", "veth-pod1b"), UNDERLAY1, VTEP1)
+    result = probe.ping("pod1a", POD1B)
+    assert result, result.error
+    echo = Ether() / IP(src=POD1A, dst=POD1B) / ICMP(type=8)
+    assert probe.expect(Port("node1", "veth-pod1b"), echo, inbound=False), "the echo did not go out cni0's port"
+    assert probe.expect_none(UNDERLAY1, pod_traffic) == [], "same-node traffic came back on the underlay"
+    # Both directions, everything since the ping (the probe listened on every port before it).
+    for port in (UNDERLAY1, VTEP1):
+        assert [s for s in probe.seen(port) if pod_traffic(s.packet)] == [], probe.evidence(port)
+
+
+@pytest.mark.requires("vxlan")
+@pytest.mark.document("004", "Flannel VXLAN: flanneld 写入的静态邻居, flannel.1 上没有 ARP")
+def test_the_static_neighbour_means_no_arp_on_flannel_1(flannel_vxlan):
+    probe = flannel_vxlan.probe
+    probe.listen(VTEP1)
+    result = probe.ping("pod1a", POD2A)
+    assert result, result.error
+    assert probe.seen(VTEP1), "the ping did not cross flannel.1"
+    assert [s for s in probe.seen(VTEP1) if s.packet.haslayer(ARP)] == [], probe.evidence(VTEP1)
+
+
+@pytest.mark.requires("vxlan")
+@pytest.mark.document("004", "Flannel VXLAN: flanneld 写入的静态邻居")
+def test_without_the_static_neighbour_node1_arps_into_flannel_1_and_nothing_crosses(flannel_vxlan):
+    flannel_vxlan.ipr("node1").neigh("del", dst="10.244.2.0", ifindex=flannel_vxlan.ifindex("node1", "flannel.1"))
+    probe = flannel_vxlan.probe
+    probe.listen(VTEP1, UNDERLAY1)
+    result = probe.ping("pod1a", POD2A, timeout=QUIET_WINDOW)
+    assert not result, "pod2a answered although node1 had no neighbour for 10.244.2.0"
+    who_has = Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, pdst="10.244.2.0")
+    assert probe.expect(VTEP1, who_has, inbound=False), probe.evidence(VTEP1)
+    # nolearning and no all-zeros FDB entry: the broadcast has nowhere to go.
+    assert probe.expect_none(UNDERLAY1, vxlan_from_node1(), inbound=False) == []
+
+
+@pytest.mark.requires("vxlan")
+@pytest.mark.document("004", "Flannel VXLAN: FDB 条目把对端 VTEP MAC 映射到节点公网 IP")
+def test_without_the_fdb_entry_nothing_crosses(flannel_vxlan):
+    flannel_vxlan.ipr("node1").fdb("del", ifindex=flannel_vxlan.ifindex("node1", "flannel.1"), lladdr=VTEP2_MAC,
+                                   dst=NODE2_IP)
+    probe = flannel_vxlan.probe
+    probe.listen(UNDERLAY1)
+    result = probe.ping("pod1a", POD2A, timeout=QUIET_WINDOW)
+    assert not result, "pod2a answered although node1's flannel.1 had no FDB entry for node2's VTEP"
+    assert probe.expect_none(UNDERLAY1, vxlan_from_node1(), inbound=False) == []
+
+
+@pytest.mark.requires("vxlan")
+@pytest.mark.document("004", "Flannel VXLAN: VNI")
+def test_a_different_vni_on_node2_breaks_cross_node_delivery(request):
+    live = build_changed(request, "004-flannel-vxlan", lambda lab: setattr(link_of(lab, "node2", "flannel.1"), "vni", 2))
+    probe = live.probe
+    probe.listen(UNDERLAY2, Port("pod2a", "eth0"))
+    result = probe.ping("pod1a", POD2A, timeout=QUIET_WINDOW)
+    assert not result, "pod2a answered across a VNI mismatch"
+    seen = probe.expect(UNDERLAY2, vxlan_from_node1())  # it does reach node2, which has no VNI 1 to hand it to
+    assert seen and VXLAN(bytes(seen.packet[UDP].payload)).vni == 1, probe.evidence(UNDERLAY2)
+    assert probe.expect_none(Port("pod2a", "eth0"), Ether() / IP(dst=POD2A) / ICMP(type=8)) == []
+
+
+@pytest.mark.requires("vxlan")
+@pytest.mark.document("004", "Flannel: FLANNEL_MTU=1450 (VXLAN 封装 50 字节)")
+def test_a_1450_byte_df_packet_crosses_in_a_1500_byte_underlay_packet(flannel_vxlan):
+    probe = flannel_vxlan.probe
+    probe.listen(UNDERLAY2)
+    result = tunnel.sized_ping(flannel_vxlan, "pod1a", POD2A, 1450)
+    assert result, result.error
+    seen = probe.expect(UNDERLAY2, vxlan_from_node1())
+    assert seen, probe.evidence(UNDERLAY2)
+    # 1450 + 50 bytes of VXLAN encapsulation: exactly the underlay's 1500.
+    assert seen.packet[IP].len == 1450 + tunnel.VXLAN_OVERHEAD == 1500, seen.summary()
+
+
+@pytest.mark.requires("vxlan")
+@pytest.mark.document("004", "Flannel: FLANNEL_MTU=1450")
+def test_a_1451_byte_df_packet_is_refused_in_the_pod(flannel_vxlan):
+    probe = flannel_vxlan.probe
+    probe.listen(UNDERLAY1)
+    result = tunnel.sized_ping(flannel_vxlan, "pod1a", POD2A, 1451)
+    # The pod's eth0 has FLANNEL_MTU: its own kernel refuses the send (ping -M do: "message too long").
+    assert not result and result.error == "Message too long", result
+    assert probe.expect_none(UNDERLAY1, vxlan_from_node1(), inbound=False) == []
+
+
+@pytest.mark.requires("vxlan")
+@pytest.mark.document("004", "Flannel: FLANNEL_MTU=1450")
+def test_a_pod_without_flannel_mtu_gets_frag_needed_from_its_node(flannel_vxlan):
+    for node, name in (("pod1a", "eth0"), ("node1", "veth-pod1a")):  # as if the pod kept Docker's 1500
+        flannel_vxlan.ipr(node).link("set", index=flannel_vxlan.ifindex(node, name), mtu=1500)
+    probe = flannel_vxlan.probe
+    probe.listen(UNDERLAY1)
+    result = tunnel.sized_ping(flannel_vxlan, "pod1a", POD2A, 1451)
+    # node1 cannot forward it into flannel.1 (MTU 1450) with DF set: ICMP frag-needed from its cni0 gateway.
+    assert not result and result.error == "ICMP type 3 code 4 from 10.244.1.1, mtu 1450", result
+    assert probe.expect_none(UNDERLAY1, vxlan_from_node1(), inbound=False) == []
+
+
+# ---------------------------------------------------------------- UDP backend
+
+@pytest.mark.requires("tun")
+@pytest.mark.document("004", "Flannel UDP: 发出端的 IP 包进行 UDP 封装, 接收端解封装")
+def test_udp_backend_carries_the_bare_ip_packet_in_udp_8285(flannel_udp):
+    flanneld = tunnel.UdpTunnel(flannel_udp, LEASES)
+    probe = flannel_udp.probe
+    probe.listen(UNDERLAY2)
+    result = probe.ping("pod1a", POD2A)
+    assert result, f"{result.error}; encapsulator {flanneld.counts}, error {flanneld.error!r}"
+    seen = probe.expect(UNDERLAY2, udp_from_node1())
+    assert seen, "no UDP 8285 from node1 to node2 on the underlay\n" + probe.evidence(UNDERLAY2)
+    payload = bytes(seen.packet[UDP].payload)
+    assert payload[0] >> 4 == 4, f"the payload is not a bare IPv4 packet: {payload[:16].hex()}"  # no Ethernet
+    inner = IP(payload)
+    assert (inner.src, inner.dst, inner[ICMP].type) == (POD1A, POD2A, 8), inner.summary()
+
+
+@pytest.mark.requires("tun")
+@pytest.mark.document("004", "Flannel UDP: 用户态封装 (flanneld)")
+def test_with_the_encapsulator_stopped_nothing_crosses(flannel_udp):
+    flanneld = tunnel.UdpTunnel(flannel_udp, LEASES)
+    flanneld.close()
+    assert not flanneld.running and flanneld.error is None, flanneld.error
+    probe = flannel_udp.probe
+    probe.listen(UNDERLAY1)
+    result = probe.ping("pod1a", POD2A, timeout=QUIET_WINDOW)
+    assert not result, "pod2a answered with no encapsulator running"
+    assert probe.expect_none(UNDERLAY1, udp_from_node1(), inbound=False) == []
+
+
+@pytest.mark.requires("tun")
+@pytest.mark.document("004", "Flannel UDP: FLANNEL_MTU=1472 (IP 20 + UDP 8)")
+def test_a_1472_byte_df_packet_crosses_in_a_1500_byte_udp_packet(flannel_udp):
+    tunnel.UdpTunnel(flannel_udp, LEASES)
+    probe = flannel_udp.probe
+    probe.listen(UNDERLAY2)
+    result = tunnel.sized_ping(flannel_udp, "pod1a", POD2A, 1472)
+    assert result, result.error
+    seen = probe.expect(UNDERLAY2, udp_from_node1())
+    assert seen and seen.packet[IP].len == 1472 + tunnel.UDP_OVERHEAD == 1500, probe.evidence(UNDERLAY2)
+
+
+@pytest.mark.requires("tun")
+@pytest.mark.document("004", "Flannel UDP: FLANNEL_MTU=1472")
+def test_a_1473_byte_df_packet_is_refused_in_the_pod(flannel_udp):
+    tunnel.UdpTunnel(flannel_udp, LEASES)
+    probe = flannel_udp.probe
+    probe.listen(UNDERLAY1)
+    result = tunnel.sized_ping(flannel_udp, "pod1a", POD2A, 1473)
+    assert not result and result.error == "Message too long", result
+    assert probe.expect_none(UNDERLAY1, udp_from_node1(), inbound=False) == []

@@ -1,0 +1,172 @@
+"""Executing CNI plugins exactly as the spec says a runtime must.
+
+SPEC.md, "Execution protocol": parameters in environment variables (CNI_COMMAND,
+CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, CNI_ARGS, CNI_PATH), the plugin's
+configuration on stdin, the result (or an error object) on stdout. "Execution of
+network configurations": ADD runs the chain in order, each plugin getting the
+previous one's result as ``prevResult``; DEL runs it in reverse and CHECK in order,
+with the cached ADD result as ``prevResult``; ``cniVersion`` and ``name`` come from
+the list; ``runtimeConfig`` carries the capability arguments a plugin declares.
+
+Plugins run in the lab's host node, so everything they do to "the host" happens in
+a namespace of the sandbox; host-local's reservations go to the run's directory.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from ..errors import CapabilityMissing, NetconformError
+from .conf import NetworkConfig
+
+DEFAULT_PATH = ("/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni")
+PLUGIN_TIMEOUT = 20.0  # seconds: a plugin that has not answered by then is hung
+
+
+class CniError(NetconformError):
+    """A plugin failed or broke the protocol; the message says which operation and why."""
+
+    def __init__(self, message: str, run: "PluginRun | None" = None):
+        super().__init__(message)
+        self.run = run
+        self.code = run.error.get("code") if run is not None and isinstance(run.error, dict) else None
+
+
+@dataclass
+class PluginRun:
+    """One execution of one plugin: what went in, what came out (evidence for reports)."""
+    command: str
+    plugin: str
+    env: dict
+    stdin: dict
+    returncode: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    seconds: float = 0.0
+    result: dict | None = None
+    error: dict | None = None
+    problem: str | None = None  # a protocol violation: hang, crash, garbage
+
+    def describe(self) -> str:
+        what = f"{self.command} {self.plugin}"
+        if self.problem:
+            return f"{what}: {self.problem}"
+        if self.error:
+            return f"{what}: error code {self.error.get('code')}: {self.error.get('msg')}"
+        return f"{what}: exit {self.returncode}"
+
+
+@dataclass
+class Runtime:
+    """A CNI runtime over a live lab: plugins exec'd inside ``host_node``."""
+    live: object
+    path: list[str] = field(default_factory=lambda: list(DEFAULT_PATH))
+    state_dir: str = "/tmp"
+    host_node: str = "host"
+    timeout: float = PLUGIN_TIMEOUT
+    log: list[PluginRun] = field(default_factory=list)
+
+    def find(self, plugin: str) -> str:
+        for directory in self.path:
+            candidate = os.path.join(directory, plugin)
+            if os.access(candidate, os.X_OK):
+                return candidate
+        raise CapabilityMissing(f"CNI plugin {plugin!r} not found in {':'.join(self.path)} "
+                                "(apt-get install containernetworking-plugins, or pass --cni-path)")
+
+    def prepare(self, network: NetworkConfig, plugin: dict, prev_result: dict | None,
+                runtime_args: dict | None, cni_version: str | None = None) -> dict:
+        conf = dict(plugin)
+        conf["cniVersion"] = cni_version or network.cni_version
+        conf["name"] = network.name
+        if prev_result is not None:
+            conf["prevResult"] = prev_result
+        wanted = {cap for cap, on in (plugin.get("capabilities") or {}).items() if on}
+        given = {cap: value for cap, value in (runtime_args or {}).items() if cap in wanted}
+        if given:
+            conf["runtimeConfig"] = given
+        ipam = conf.get("ipam")
+        if isinstance(ipam, dict) and ipam.get("type") == "host-local" and "dataDir" not in ipam:
+            # host-local keeps reservations in /var/lib/cni/networks; keep them in the run.
+            conf["ipam"] = dict(ipam, dataDir=os.path.join(self.state_dir, "host-local"))
+        return conf
+
+    def exec(self, command: str, plugin_type: str, conf: dict, container_id: str = "", netns: str = "",
+             ifname: str = "", args: str = "", env_override: dict | None = None) -> PluginRun:
+        binary = self.find(plugin_type)
+        env = {"CNI_COMMAND": command, "CNI_CONTAINERID": container_id, "CNI_NETNS": netns,
+               "CNI_IFNAME": ifname, "CNI_ARGS": args, "CNI_PATH": ":".join(self.path),
+               "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+        if env_override is not None:
+            env = {k: v for k, v in {**env, **env_override}.items() if v is not None}
+        run = PluginRun(command, plugin_type, env, conf)
+        start = time.monotonic()
+        try:
+            with self.live.entered(self.host_node):
+                done = subprocess.run([binary], input=json.dumps(conf), capture_output=True, text=True,
+                                      env=env, timeout=self.timeout, cwd=self.state_dir)
+        except subprocess.TimeoutExpired as exc:
+            run.seconds = time.monotonic() - start
+            run.problem = f"no answer within {self.timeout:g} s (killed)"
+            run.stdout = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (
+                exc.stdout or "")
+            self.log.append(run)
+            return run
+        run.seconds = time.monotonic() - start
+        run.returncode, run.stdout, run.stderr = done.returncode, done.stdout, done.stderr
+        text = done.stdout.strip()
+        if done.returncode < 0:
+            run.problem = f"killed by signal {-done.returncode}"
+        elif text:
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError:
+                run.problem = f"stdout is not JSON: {text[:80]!r}"
+            else:
+                if done.returncode == 0:
+                    run.result = parsed
+                elif isinstance(parsed, dict) and "code" in parsed:
+                    run.error = parsed
+                else:
+                    run.problem = f"exit {done.returncode} with a stdout that is not an error object: {text[:80]!r}"
+        elif done.returncode != 0:
+            run.problem = f"exit {done.returncode} with no error object on stdout" + (
+                f" (stderr: {done.stderr.strip().splitlines()[-1][:120]})" if done.stderr.strip() else "")
+        self.log.append(run)
+        return run
+
+    # -- the network configuration operations ----------------------------------------
+    def add(self, network: NetworkConfig, container_id: str, netns: str, ifname: str = "eth0",
+            runtime_args: dict | None = None) -> dict:
+        result = None
+        for plugin in network.plugins:
+            conf = self.prepare(network, plugin, result, runtime_args)
+            run = self.exec("ADD", plugin["type"], conf, container_id, netns, ifname)
+            if run.problem or run.error or run.returncode != 0:
+                raise CniError(f"ADD {container_id}: {run.describe()}", run)
+            if run.result is None:
+                raise CniError(f"ADD {container_id}: {plugin['type']} printed no result", run)
+            result = run.result
+        return result
+
+    def check(self, network: NetworkConfig, container_id: str, netns: str, prev_result: dict,
+              ifname: str = "eth0", runtime_args: dict | None = None) -> None:
+        for plugin in network.plugins:
+            conf = self.prepare(network, plugin, prev_result, runtime_args)
+            run = self.exec("CHECK", plugin["type"], conf, container_id, netns, ifname)
+            if run.problem or run.error or run.returncode != 0:
+                raise CniError(f"CHECK {container_id}: {run.describe()}", run)
+
+    def delete(self, network: NetworkConfig, container_id: str, netns: str, prev_result: dict | None,
+               ifname: str = "eth0", runtime_args: dict | None = None) -> None:
+        for plugin in reversed(network.plugins):
+            conf = self.prepare(network, plugin, prev_result, runtime_args)
+            run = self.exec("DEL", plugin["type"], conf, container_id, netns, ifname)
+            if run.problem or run.error or run.returncode != 0:
+                raise CniError(f"DEL {container_id}: {run.describe()}", run)
+
+    def version(self, plugin_type: str, cni_version: str = "1.0.0") -> PluginRun:
+        return self.exec("VERSION", plugin_type, {"cniVersion": cni_version})

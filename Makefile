@@ -7,7 +7,8 @@
 PYTHON      ?= /usr/bin/python3
 VENV        ?= .venv
 WORKERS     ?= 2
-APT_PACKAGES = iproute2 iptables nftables tcpdump iputils-ping ethtool python3-venv
+APT_PACKAGES = iproute2 iptables nftables tcpdump iputils-ping ethtool python3-venv \
+               containernetworking-plugins netavark
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PY          := $(VENV)/bin/python
 PYTEST      := $(VENV)/bin/pytest

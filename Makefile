@@ -1,24 +1,32 @@
 # netconform: two commands on a fresh Debian 12 machine.
-#   make conformance   install what is missing, run the suites on the reference labs (sandboxed)
+#   make conformance   install what is missing, run the suites on the reference labs (sandboxed),
+#                      render the HTML report (reports/html) and print the conformance matrix
 #   make check         install what is missing, run the harness's own tests
 #   make bench         the speed benchmark (reports/bench.json)
 # Both are idempotent: a second run installs nothing and goes straight to the tests.
 
 PYTHON      ?= /usr/bin/python3
 VENV        ?= .venv
+TOOLS       ?= .tools
 WORKERS     ?= 2
-APT_PACKAGES = iproute2 iptables nftables tcpdump iputils-ping ethtool python3-venv \
+# What the harness and the implementations under test need.
+APT_PACKAGES = iproute2 iptables nftables tcpdump iputils-ping ethtool conntrack graphviz python3-venv \
                containernetworking-plugins netavark
+# What the harness's own tests need besides: a real browser for the report, tshark for pcaps.
+APT_CHECK    = chromium tshark fonts-wqy-microhei
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PY          := $(VENV)/bin/python
 PYTEST      := $(VENV)/bin/pytest
+REPORT_ARGS  = --alluredir reports/allure-results --clean-alluredir --junitxml reports/junit.xml
 
-.PHONY: setup system-packages conformance check bench clean
+.PHONY: setup setup-check system-packages check-packages report-tools conformance check bench clean
 
-setup: system-packages $(VENV)/.installed
+setup: system-packages $(VENV)/.installed report-tools
 
-system-packages:
-	@missing=""; for p in $(APT_PACKAGES); do \
+setup-check: setup check-packages
+
+define apt_install
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -26,20 +34,37 @@ system-packages:
 	  $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+endef
+
+system-packages:
+	$(call apt_install,$(APT_PACKAGES))
+
+check-packages:
+	$(call apt_install,$(APT_CHECK))
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -e .
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+# Allure 3 renders the HTML report; it is an npm package run with the machine's Node.
+report-tools: $(TOOLS)/.installed
+
+$(TOOLS)/.installed:
+	@command -v npm >/dev/null || { echo "netconform: installing Node.js"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q nodejs npm; }
+	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error allure@3
 	@touch $@
 
 conformance: setup
-	$(PYTEST) suites/ -n $(WORKERS)
+	@status=0; $(PYTEST) suites/ -n $(WORKERS) $(REPORT_ARGS) || status=$$?; \
+	$(PY) -m harness report || { [ $$status -ne 0 ] || status=1; }; exit $$status
 
-check: setup
+check: setup-check
 	$(PYTEST) tests/ -n $(WORKERS)
 
 bench: setup
 	$(PY) -m harness.bench
 
 clean:
-	rm -rf $(VENV) reports/* *.egg-info
+	rm -rf $(VENV) $(TOOLS) reports/* *.egg-info

@@ -4,6 +4,7 @@
     python -m harness lab up LAB [--command CMD]    build LAB in a private sandbox and open a shell in
                                                     its host (or run CMD there); leaving removes it all
     python -m harness labs                          the bundled labs
+    python -m harness report [--results D] [--html D] render the HTML report, print the matrix
     python -m harness check LAB_FILE                validate a lab file (exit 2 if it is wrong)
     python -m harness script LAB                    the shell reproducer of a lab
     python -m harness teardown LAB                  the script that removes it again
@@ -14,6 +15,7 @@ LAB is a bundled lab's name (``001-vbridge``) or a lab file's path.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import LabError
@@ -75,6 +77,18 @@ def _lab_up(args) -> str:
     return ""
 
 
+def _report(args) -> str:
+    from .reportmatrix import matrix, matrix_text, render_html
+    if not os.path.isdir(args.results):
+        raise LabError(f"{args.results}: no Allure results (run pytest with --alluredir {args.results})")
+    table = matrix(args.results)
+    try:
+        index = render_html(args.results, args.html, args.tools)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise LabError(str(exc)) from None
+    return f"{matrix_text(table)}\n\nHTML report: {index}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         sub = commands.add_parser(name, help=text)
         sub.add_argument("lab", help="a bundled lab's name or a lab file's path")
         sub.set_defaults(run=lambda args, render=render: render(load_lab(args.lab)))
+    report = commands.add_parser("report", help="render the HTML report and print the conformance matrix")
+    report.add_argument("--results", default="reports/allure-results")
+    report.add_argument("--html", default="reports/html")
+    report.add_argument("--tools", default=".tools", help="where npm installed allure")
+    report.set_defaults(run=_report)
     draw = commands.add_parser("topology", help="LAB's namespaces and links as a diagram")
     draw.add_argument("lab", help="a bundled lab's name or a lab file's path")
     draw.add_argument("--format", choices=FORMATS, default="mermaid")

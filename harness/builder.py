@@ -15,7 +15,7 @@ import os
 import shutil
 import struct
 import time
-from typing import Callable
+from typing import Callable, ContextManager
 
 from pyroute2.netlink.exceptions import NetlinkError
 
@@ -83,10 +83,10 @@ def make_persistent_tuntap(name: str, kind: str) -> None:
 
 
 class _Builder:
-    def __init__(self, live: LiveLab, on_step: Callable[[str], None] | None):
+    def __init__(self, live: LiveLab, stage: Callable[[str], ContextManager] | None):
         self.live = live
         self.lab = live.lab
-        self.on_step = on_step
+        self.stage = stage
 
     def step(self, what: str):
         return _Step(self, what)
@@ -366,24 +366,36 @@ class _Builder:
 
 
 class _Step:
+    """One build stage: timed into ``live.steps``, and run inside the caller's ``stage``
+    context (a report step, say) when one was given."""
+
     def __init__(self, builder: _Builder, what: str):
         self.builder, self.what = builder, what
+        self.outer = builder.stage(what) if builder.stage else None
 
     def __enter__(self):
-        if self.builder.on_step:
-            self.builder.on_step(self.what)
+        if self.outer is not None:
+            self.outer.__enter__()
         self.start = time.perf_counter()
 
     def __exit__(self, *exc):
         self.builder.live.steps.append((self.what, time.perf_counter() - self.start))
+        if self.outer is not None:
+            return self.outer.__exit__(*exc)
+        return None
 
 
-def build(lab: Lab, *, on_step: Callable[[str], None] | None = None) -> LiveLab:
-    """Build ``lab`` and wait until it is ready; on any failure leave nothing behind."""
+def build(lab: Lab, *, stage: Callable[[str], ContextManager] | None = None) -> LiveLab:
+    """Build ``lab`` and wait until it is ready; on any failure leave nothing behind.
+
+    ``stage(name)``, if given, returns a context manager each build stage runs in
+    (namespaces, links, sysctls, ports and state, routes, firewall, ready): the
+    report plugin makes them steps.
+    """
     validate(lab)
     live = LiveLab(lab)
     try:
-        _Builder(live, on_step).build()
+        _Builder(live, stage).build()
     except FileExistsError as exc:
         live.teardown()
         raise LabError(f"lab {lab.name}: {exc.strerror} (another lab holds that name in this sandbox)") from None

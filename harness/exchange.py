@@ -14,6 +14,8 @@ import struct
 import time
 from dataclasses import dataclass
 
+from .steps import reported
+
 DEADLINE = 1.0  # seconds a positive check waits at most; it returns on the first match
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 
@@ -74,6 +76,7 @@ class StackExchanges:
             self._icmp[node] = sock
         return self._icmp[node]
 
+    @reported(lambda node, dst, *a, **k: f"ping {dst} from {node}")
     def ping(self, node: str, dst: str, timeout: float = DEADLINE, ttl: int | None = None) -> PingResult:
         """One ICMP echo from ``node`` to ``dst`` through the node's own routing."""
         sock = self._icmp_socket(node)
@@ -128,6 +131,7 @@ class StackExchanges:
             cli = socket.socket(socket.AF_INET, kind | socket.SOCK_CLOEXEC)
         return srv, cli
 
+    @reported(lambda client, server, dst, port, *a, **k: f"UDP {client} -> {dst}:{port} (server in {server})")
     def udp(self, client: str, server: str, dst: str, port: int, listen: str = "0.0.0.0",
             payload: bytes = b"netconform", timeout: float = DEADLINE, listen_port: int | None = None) -> Exchange:
         """Client node sends a datagram to dst:port; the server node echoes it back."""
@@ -161,6 +165,7 @@ class StackExchanges:
             srv.close()
             cli.close()
 
+    @reported(lambda client, server, dst, port, *a, **k: f"TCP {client} -> {dst}:{port} (server in {server})")
     def tcp(self, client: str, server: str, dst: str, port: int, listen: str = "0.0.0.0",
             payload: bytes = b"netconform", timeout: float = DEADLINE, listen_port: int | None = None) -> Exchange:
         """Client node connects to dst:port; a listener in the server node accepts and echoes.

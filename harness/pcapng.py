@@ -48,6 +48,10 @@ class PcapngWriter:
         self._file.write(_block(0x00000006, body))
         self.count += 1
 
+    def flush(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+
     def close(self) -> None:
         if not self._file.closed:
             self._file.close()

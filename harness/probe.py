@@ -22,6 +22,7 @@ from .errors import ProbeError
 from .exchange import DEADLINE, Exchange, PingResult, StackExchanges  # noqa: F401 (part of the probe API)
 from .match import compile_match, describe
 from .pcapng import PcapngWriter
+from .steps import reported
 
 QUIET_WINDOW = 0.04  # the one short window a negative check listens for ("nothing arrives"); the bench bar is 50 ms
 ETH_P_ALL = 0x0003
@@ -104,6 +105,7 @@ class Probe(StackExchanges):
         self._sockets: dict[Port, _PortSocket] = {}
         self.init_stack()
         self.pcap = PcapngWriter(capture) if capture else None
+        self.stage = None  # a callable(title) -> context manager each action runs in (report steps)
         self.capture_path = capture
         live.on_teardown(self.close)
 
@@ -159,6 +161,7 @@ class Probe(StackExchanges):
         entry.since = len(entry.history)
 
     # -- frames -------------------------------------------------------------------
+    @reported(lambda port, frame: f"send on {port}: {describe(frame)}")
     def send(self, port: Port, frame: Packet | bytes) -> None:
         """Transmit a complete Ethernet frame out of ``port``."""
         if not self._sockets:
@@ -170,6 +173,7 @@ class Probe(StackExchanges):
         self.listen(port)
         return self._sockets[port]
 
+    @reported(lambda port, match, *a, **k: f"expect on {port}: {describe(match)}")
     def expect(self, port: Port, match, timeout: float = DEADLINE, inbound: bool = True) -> Seen | None:
         """The first frame on ``port`` matching ``match`` within ``timeout``, else None."""
         entry = self._socket(port)
@@ -189,6 +193,8 @@ class Probe(StackExchanges):
                 return None
             select.select([entry.sock], [], [], left)
 
+    @reported(lambda port, match, window=QUIET_WINDOW, **k: f"expect nothing on {port} for {window * 1000:g} ms: "
+              f"{describe(match)}")
     def expect_none(self, port: Port, match, window: float = QUIET_WINDOW, inbound: bool = True) -> list[Seen]:
         """Every frame matching ``match`` that ``port`` saw within the quiet window (should be [])."""
         entry = self._socket(port)
@@ -219,6 +225,7 @@ class Probe(StackExchanges):
         return "\n".join(lines)
 
     # -- ARP --------------------------------------------------------------------
+    @reported(lambda port, target, *a, **k: f"ARP who-has {target} from {port}")
     def arp(self, port: Port, target: str, sender: str | None = None, timeout: float = DEADLINE) -> ArpReply | None:
         """Send an ARP who-has for ``target`` from ``port``; the is-at reply, or None.
 

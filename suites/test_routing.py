@@ -31,7 +31,7 @@ def exits_seen(probe, template, expected):
 
 @pytest.mark.document("000", "路由查找算法: 最长前缀匹配")
 @pytest.mark.parametrize("dst,expected", [("10.0.1.5", "/32"), ("10.0.1.6", "/24"), ("10.1.0.1", "/8"),
-                                          ("172.31.0.1", "default")])
+                                          ("10.0.9.1", "/8"), ("172.31.0.1", "default")])
 def test_the_longest_matching_prefix_picks_the_exit(lpm, dst, expected):
     probe = lpm.probe
     probe.listen_all()

@@ -23,7 +23,7 @@ def run_suites(tmp_path, *extra) -> tuple[int, dict[str, str]]:
                            *extra], cwd=PROJECT, capture_output=True, text=True, timeout=900)
     outcomes = {}
     for case in ElementTree.parse(junit).getroot().iter("testcase"):
-        name = f"{case.get('classname')}::{case.get('name')}"
+        name = f"{case.get('classname').rsplit('.', 1)[-1]}::{case.get('name')}"
         outcome = "passed"
         for child in case:
             if child.tag in ("failure", "error", "skipped"):
@@ -45,7 +45,7 @@ def test_each_fault_is_caught_by_a_failing_test(fault, tmp_path):
     broken = sorted(name for name, outcome in outcomes.items() if outcome == "error")
     os.makedirs(os.path.dirname(KILL_TABLE), exist_ok=True)
     with open(KILL_TABLE, "a") as table:
-        shown = [name.rsplit(".", 1)[-1].replace("::test_", "::") for name in caught[:3]]
+        shown = [name.replace("::test_", "::") for name in caught[:3]]
         table.write(f"{fault:28} {len(caught):3} failed: {', '.join(shown)}{' ...' if len(caught) > 3 else ''}\n")
     assert caught, f"fault {fault} ({CATALOGUE[fault][0]}) was caught by no test" + (
         f"; errors: {broken[:5]}" if broken else "")

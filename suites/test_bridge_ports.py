@@ -1,0 +1,190 @@
+"""Bridge ports: document 000 ("Linux bridge 原理", containers A, B, C on br0; "STP 控制:
+ip link set <bridge> type bridge stp_state 1"). Hairpin, broadcast flooding, STP and
+port isolation, each seen on the wire of the ports.
+"""
+import pytest
+from scapy.layers.l2 import STP
+
+from fixtures import lab_fixture
+from harness import bridge
+from harness.livelab import set_link
+from harness.probe import DEADLINE, Port, l2_frame
+
+bridge_abc = lab_fixture("000-bridge-abc")
+
+MAC_A, MAC_B, MAC_C = "02:00:00:00:aa:aa", "02:00:00:00:bb:bb", "02:00:00:00:cc:cc"
+MAC_A2 = "02:00:00:00:aa:ab"  # a second station behind port 1 (a VM behind container A, say)
+BROADCAST, BPDU_DST = "ff:ff:ff:ff:ff:ff", "01:80:c2:00:00:00"
+A, B, C = Port("container-a", "eth0"), Port("container-b", "eth0"), Port("container-c", "eth0")
+BR0 = Port("host", "br0")
+HELLO_TIME = 1.0  # seconds: the kernel's minimum (the default is 2)
+FORWARD_DELAY = 2.0  # seconds: the kernel's minimum with STP on (the default is 15)
+
+
+def learned(lab):
+    return bridge.learned(lab, "host", "br0")
+
+
+def set_bridge(lab, **options):
+    """`ip link set br0 type bridge ...` over netlink (times in centiseconds, as IFLA_BR_* has them)."""
+    lab.ipr("host").link("set", index=lab.ifindex("host", "br0"), kind="bridge", **options)
+
+
+def is_bpdu(packet):
+    return packet.dst == BPDU_DST and packet.haslayer(STP)
+
+
+def teach_second_mac_on_port1(lab):
+    """A frame from MAC_A2 out of A: the bridge learns MAC_A2 behind veth1."""
+    lab.probe.send(A, l2_frame(MAC_A2, MAC_C, "from the second station behind A"))
+    assert bridge.wait_fdb(lab, "host", "br0", lambda entries: MAC_A2 in entries, DEADLINE), learned(lab)
+    assert learned(lab)[MAC_A2] == "veth1"
+
+
+# -- hairpin ---------------------------------------------------------------------------
+
+@pytest.mark.document("000", "Bridge 工作机制: 转发 (hairpin on)")
+def test_hairpin_on_sends_a_frame_back_out_of_its_ingress_port(bridge_abc):
+    probe = bridge_abc.probe
+    probe.listen_all()
+    bridge.set_port(bridge_abc, "host", "veth1", hairpin=True)
+    teach_second_mac_on_port1(bridge_abc)
+    frame = l2_frame(MAC_A, MAC_A2, "A to the station behind its own port")
+    probe.send(A, frame)
+    assert probe.expect(A, frame), "hairpin on, but the frame did not come back\n" + probe.evidence(A, match=frame)
+    assert probe.expect_none(B, frame) == [] and probe.expect_none(C, frame) == [], "a known unicast was flooded"
+
+
+@pytest.mark.document("000", "Bridge 工作机制: 转发 (hairpin off, the default)")
+def test_hairpin_off_drops_a_frame_for_its_own_ingress_port(bridge_abc):
+    probe = bridge_abc.probe
+    probe.listen_all()
+    teach_second_mac_on_port1(bridge_abc)
+    frame = l2_frame(MAC_A, MAC_A2, "A to the station behind its own port")
+    probe.send(A, frame)
+    assert probe.expect_none(A, frame) == [], \
+        f"the frame came back out of veth1; its flags: {bridge.port_flags(bridge_abc, 'host', 'veth1')}"
+    assert probe.expect_none(B, frame) == [] and probe.expect_none(C, frame) == [], "it was flooded instead"
+
+
+# -- broadcast -----------------------------------------------------------------------------
+
+@pytest.mark.document("000", "Bridge 工作机制: 泛洪 - 向所有端口广播")
+def test_broadcast_is_flooded_to_every_other_port_and_the_bridge(bridge_abc):
+    probe = bridge_abc.probe
+    probe.listen_all()
+    frame = l2_frame(MAC_A, BROADCAST, "broadcast from A")
+    probe.send(A, frame)
+    for port in (B, C, BR0):
+        assert probe.expect(port, frame), probe.evidence(port, match=frame)
+    assert probe.expect_none(A, frame) == [], "the broadcast came back to its sender (hairpin is off)"
+
+
+@pytest.mark.document("000", "Bridge 工作机制: 泛洪")
+def test_a_port_with_broadcast_flooding_off_gets_no_broadcast(bridge_abc):
+    probe = bridge_abc.probe
+    probe.listen_all()
+    bridge.set_port(bridge_abc, "host", "veth3", bcast_flood=False)
+    frame = l2_frame(MAC_A, BROADCAST, "broadcast from A")
+    probe.send(A, frame)
+    assert probe.expect(B, frame), probe.evidence(B, match=frame)
+    assert probe.expect_none(C, frame) == [], "veth3 has bcast_flood off but C got the broadcast"
+
+
+# -- STP -------------------------------------------------------------------------------------
+
+@pytest.mark.document("000", "STP 控制: ip link set <bridge> type bridge stp_state 1")
+def test_stp_on_makes_the_bridge_send_bpdus_every_hello_time(bridge_abc):
+    probe = bridge_abc.probe
+    probe.listen_all()
+    set_bridge(bridge_abc, br_hello_time=int(HELLO_TIME * 100))
+    probe.drain()
+    set_bridge(bridge_abc, br_stp_state=1)
+    seen = probe.expect(A, is_bpdu, timeout=HELLO_TIME + DEADLINE)
+    assert seen, f"no BPDU on veth1 within {HELLO_TIME + DEADLINE:g} s of stp_state 1\n" + probe.evidence(A)
+    bpdu = seen.packet[STP]
+    # The bridge is alone, so it is the root: it announces its own ID, br0's MAC.
+    assert (bpdu.rootmac, bpdu.bridgemac, bpdu.pathcost) == ((bridge_abc.mac("host", "br0"),) * 2 + (0,)), bpdu
+    assert bpdu.hellotime == HELLO_TIME
+    for port in (B, C):
+        assert probe.expect(port, is_bpdu, timeout=HELLO_TIME + DEADLINE), probe.evidence(port)
+
+
+@pytest.mark.document("000", "STP 控制 (stp_state 0, the default)")
+def test_stp_off_sends_no_bpdu(bridge_abc):
+    probe = bridge_abc.probe
+    probe.listen_all()
+    set_bridge(bridge_abc, br_hello_time=int(HELLO_TIME * 100))  # STP stays as the lab has it: off
+    probe.drain()
+    # Two hello times: an STP bridge would have sent at least one BPDU on every port by then.
+    assert probe.expect_none(A, is_bpdu, window=2 * HELLO_TIME) == []
+    assert probe.expect_none(B, is_bpdu, window=0) == [] and probe.expect_none(C, is_bpdu, window=0) == []
+
+
+@pytest.mark.document("000", "STP 控制: stp_state 1 (listening, learning, forwarding)")
+def test_with_stp_a_port_that_comes_up_listens_then_learns_before_it_forwards(bridge_abc):
+    probe = bridge_abc.probe
+    probe.listen_all()
+    set_bridge(bridge_abc, br_forward_delay=int(FORWARD_DELAY * 100))
+    set_bridge(bridge_abc, br_stp_state=1)
+    set_link(bridge_abc, "host", "veth1", up=False)
+    set_link(bridge_abc, "host", "veth1", up=True)
+    assert bridge.wait_port_state(bridge_abc, "host", "veth1", "listening", DEADLINE), \
+        bridge.port_state(bridge_abc, "host", "veth1")
+    listening = l2_frame(MAC_A, MAC_B, "A while veth1 listens")
+    probe.send(A, listening)
+    assert probe.expect_none(B, listening) == [], "a listening port forwarded a frame"
+    assert MAC_A not in learned(bridge_abc), "a listening port learned a MAC"
+    assert bridge.wait_port_state(bridge_abc, "host", "veth1", "learning", FORWARD_DELAY + DEADLINE), \
+        bridge.port_state(bridge_abc, "host", "veth1")
+    learning = l2_frame(MAC_A, MAC_B, "A while veth1 learns")
+    probe.send(A, learning)
+    assert bridge.wait_fdb(bridge_abc, "host", "br0", lambda entries: MAC_A in entries, DEADLINE), learned(bridge_abc)
+    assert probe.expect_none(B, learning) == [], "a learning port forwarded a frame"
+
+
+@pytest.mark.document("000", "STP 控制 (stp_state 0): a port forwards as soon as it is up")
+def test_without_stp_a_port_that_comes_up_forwards_at_once(bridge_abc):
+    probe = bridge_abc.probe
+    probe.listen_all()
+    set_bridge(bridge_abc, br_forward_delay=int(FORWARD_DELAY * 100))
+    set_link(bridge_abc, "host", "veth1", up=False)
+    set_link(bridge_abc, "host", "veth1", up=True)
+    assert bridge.wait_port_state(bridge_abc, "host", "veth1", "forwarding", DEADLINE), \
+        bridge.port_state(bridge_abc, "host", "veth1")
+    frame = l2_frame(MAC_A, MAC_B, "A right after veth1 came up")
+    probe.send(A, frame)
+    assert probe.expect(B, frame), probe.evidence(B, match=frame)
+
+
+# -- port isolation ------------------------------------------------------------------------
+
+def isolate_ports_1_and_2(lab):
+    for port in ("veth1", "veth2"):
+        bridge.set_port(lab, "host", port, isolated=True)
+    assert [bridge.port_flags(lab, "host", p)["isolated"] for p in ("veth1", "veth2", "veth3")] == [True, True, False]
+
+
+@pytest.mark.requires("port_isolation")
+@pytest.mark.document("000", "Bridge vs 纯路由: 广播域 (bridge link set dev veth1 isolated on)")
+def test_isolated_ports_cannot_talk_to_each_other(bridge_abc):
+    probe = bridge_abc.probe
+    probe.listen_all()
+    isolate_ports_1_and_2(bridge_abc)
+    for src, mac, dst in ((A, MAC_A, B), (B, MAC_B, A)):
+        frame = l2_frame(mac, BROADCAST, f"{src} to everyone")
+        probe.send(src, frame)
+        assert probe.expect(C, frame), probe.evidence(C, match=frame)  # the flood happened...
+        assert probe.expect_none(dst, frame) == [], f"{dst} is isolated like {src} but got its frame"
+
+
+@pytest.mark.requires("port_isolation")
+@pytest.mark.document("000", "Bridge vs 纯路由: 广播域 (isolated ports and a non-isolated one)")
+def test_isolated_ports_still_talk_to_a_port_that_is_not_isolated(bridge_abc):
+    probe = bridge_abc.probe
+    probe.listen_all()
+    isolate_ports_1_and_2(bridge_abc)
+    for src, mac, dst, dst_mac in ((A, MAC_A, C, MAC_C), (C, MAC_C, A, MAC_A), (C, MAC_C, B, MAC_B)):
+        frame = l2_frame(mac, dst_mac, f"{src} to {dst}")
+        probe.send(src, frame)
+        assert probe.expect(dst, frame), probe.evidence(dst, match=frame)

@@ -1,0 +1,188 @@
+"""MACVLAN: document 004 ("MACVLAN", its modes bridge, VEPA and private, and pod-a on
+enp0s8), with passthru, the fourth mode, and the classic trap of the parent that cannot
+reach its own children. The parent enp0s8 is a veth whose peer swp1 is the port of the
+external switch (namespace "switch"), so what crosses the switch is seen on swp1.
+"""
+import errno
+
+import pytest
+from pyroute2.netlink.exceptions import NetlinkError
+from scapy.layers.inet import ICMP, IP
+from scapy.layers.l2 import ARP, Ether
+
+from fixtures import lab_fixture
+from harness import bridge
+from harness.netops import NUD_PERMANENT
+from harness.probe import QUIET_WINDOW, Port
+
+mv_bridge = lab_fixture("004-macvlan-bridge")
+mv_vepa = lab_fixture("004-macvlan-vepa")
+mv_private = lab_fixture("004-macvlan-private")
+mv_passthru = lab_fixture("004-macvlan-passthru")
+
+POD_A, POD_B, HOST_IP, GATEWAY = "192.168.10.10", "192.168.10.11", "192.168.10.2", "192.168.10.1"
+MAC1, MAC2, SWP1 = Port("pod-a", "mac1"), Port("pod-b", "mac2"), Port("switch", "swp1")
+NEW_MAC = "02:00:00:00:10:10"
+
+
+def echo(src, dst, kind=8):
+    """An ICMP echo request (8) or reply (0) from src to dst, as a template."""
+    return Ether() / IP(src=src, dst=dst) / ICMP(type=kind)
+
+
+def who_has(target):
+    return Ether() / ARP(op=1, pdst=target)
+
+
+def add_child(lab, name, mode):
+    """`ip link add link enp0s8 dev NAME type macvlan mode MODE` in the host."""
+    lab.ipr("host").link("add", ifname=name, kind="macvlan", link=lab.ifindex("host", "enp0s8"), macvlan_mode=mode)
+
+
+def static_neighbours(lab):
+    """Each pod learns the other's MAC without ARP (`ip neigh replace ... nud permanent`)."""
+    for node, ifname, peer_ip, peer in (("pod-a", "mac1", POD_B, ("pod-b", "mac2")),
+                                        ("pod-b", "mac2", POD_A, ("pod-a", "mac1"))):
+        lab.ipr(node).neigh("replace", dst=peer_ip, ifindex=lab.ifindex(node, ifname), lladdr=lab.mac(*peer),
+                            state=NUD_PERMANENT)
+
+
+# -- bridge mode --------------------------------------------------------------------------
+
+@pytest.mark.document("004", "MACVLAN: mode bridge (ip link add link enp0s8 dev mac1 type macvlan mode bridge)")
+def test_bridge_mode_children_talk_directly_inside_the_parent(mv_bridge):
+    probe = mv_bridge.probe
+    probe.listen_all()
+    result = probe.ping("pod-a", POD_B)
+    assert result, result.error
+    assert probe.expect_none(SWP1, echo(POD_A, POD_B)) == [], "bridge mode sent pod-a's echo out to the switch"
+
+
+@pytest.mark.document("004", "MACVLAN: private 模式: 子接口之间彼此隔离, 即使从外部的物理交换机导流")
+def test_private_mode_children_do_not_talk_even_through_a_hairpin_switch(mv_private):
+    probe = mv_private.probe
+    probe.listen_all()
+    result = probe.ping("pod-a", POD_B, timeout=QUIET_WINDOW)
+    assert not result, "pod-b answered pod-a in private mode"
+    # The switch did send pod-a's who-has back (hairpin on); macvlan dropped it before pod-b.
+    assert probe.expect(SWP1, who_has(POD_B), inbound=False), probe.evidence(SWP1)
+    assert probe.expect_none(MAC2, who_has(POD_B)) == [], "pod-b saw pod-a's ARP request"
+
+
+@pytest.mark.document("004", "MACVLAN: private 模式 (what the kernel drops: reflected broadcasts)")
+def test_private_mode_drops_reflected_broadcasts_but_not_reflected_unicast(mv_private):
+    # The document says even what the switch sends back is dropped. The kernel drops a
+    # sibling's reflected broadcast/multicast only (so ARP never resolves); unicast to a
+    # known MAC comes back through the hairpin switch and is delivered.
+    probe = mv_private.probe
+    probe.listen_all()
+    static_neighbours(mv_private)
+    result = probe.ping("pod-a", POD_B)
+    assert result, result.error
+    assert probe.expect(SWP1, echo(POD_A, POD_B), inbound=False), "the echo did not go through the switch"
+
+
+# -- VEPA -------------------------------------------------------------------------------------
+
+@pytest.mark.document("004", "MACVLAN: VEPA 模式: 所有流量都发送给父接口, 由外部交换机转回")
+def test_vepa_children_talk_only_through_the_switch_hairpin(mv_vepa):
+    probe = mv_vepa.probe
+    probe.listen_all()
+    result = probe.ping("pod-a", POD_B)
+    assert result, result.error
+    request = echo(POD_A, POD_B)
+    assert probe.expect(SWP1, request), "pod-a's echo never reached the switch\n" + probe.evidence(SWP1)
+    assert probe.expect(SWP1, request, inbound=False), "the switch did not send the echo back\n" + probe.evidence(SWP1)
+    assert probe.expect(SWP1, echo(POD_B, POD_A, kind=0)), "pod-b's reply did not go through the switch either"
+
+
+@pytest.mark.document("004", "MACVLAN: VEPA 模式 (a switch without hairpin)")
+def test_vepa_children_do_not_talk_when_the_switch_has_hairpin_off(mv_vepa):
+    probe = mv_vepa.probe
+    probe.listen_all()
+    bridge.set_port(mv_vepa, "switch", "swp1", hairpin=False)
+    result = probe.ping("pod-a", POD_B, timeout=QUIET_WINDOW)
+    assert not result, "pod-b answered although the switch reflects nothing"
+    assert probe.expect(SWP1, who_has(POD_B)), "pod-a's ARP request never reached the switch"
+    assert probe.expect_none(MAC2, who_has(POD_B)) == [], "pod-b saw the ARP request without the switch"
+
+
+# -- the trap: the parent cannot reach its own children -------------------------------------
+
+@pytest.mark.document("004", "MACVLAN: pod-a 192.168.10.10 (the host behind enp0s8 cannot reach it)")
+def test_host_cannot_reach_its_own_macvlan_child_through_the_parent(mv_bridge):
+    probe = mv_bridge.probe
+    probe.listen_all()
+    result = probe.ping("host", POD_A, timeout=QUIET_WINDOW)
+    assert not result, "the host reached mac1 through its parent enp0s8"
+    # The who-has left through enp0s8 to the switch; what the parent sends never loops to its children.
+    assert probe.expect(SWP1, who_has(POD_A)), probe.evidence(SWP1)
+    assert probe.expect_none(MAC1, who_has(POD_A)) == [], "mac1 saw the host's ARP request"
+
+
+@pytest.mark.document("004", "MACVLAN: pod-a default via 192.168.10.1 (the outside reaches the child)")
+def test_switch_reaches_the_macvlan_child(mv_bridge):
+    result = mv_bridge.probe.ping("switch", POD_A)
+    assert result, result.error
+    back = mv_bridge.probe.ping("pod-a", GATEWAY)
+    assert back, back.error
+
+
+@pytest.mark.document("004", "MACVLAN: VEPA (the host reaches its child when the switch reflects)")
+def test_host_reaches_its_child_when_the_switch_sends_frames_back(mv_vepa):
+    probe = mv_vepa.probe
+    probe.listen_all()
+    result = probe.ping("host", POD_A)
+    assert result, result.error
+    assert probe.expect(SWP1, echo(HOST_IP, POD_A), inbound=False), "the echo did not come back from the switch"
+
+
+# -- MACs: a child has its own, except in passthru -------------------------------------------
+
+@pytest.mark.document("004", "MACVLAN: 子接口可以单独配置 MAC 地址 (VLANIF 子接口和主接口共用 MAC)")
+def test_bridge_mode_children_have_macs_of_their_own(mv_bridge):
+    parent, mac1 = mv_bridge.mac("host", "enp0s8"), mv_bridge.mac("pod-a", "mac1")
+    assert mac1 != parent
+    assert mv_bridge.mac("pod-b", "mac2") not in (parent, mac1)
+    mv_bridge.ipr("pod-a").link("set", index=mv_bridge.ifindex("pod-a", "mac1"), address=NEW_MAC)
+    assert (mv_bridge.mac("pod-a", "mac1"), mv_bridge.mac("host", "enp0s8")) == (NEW_MAC, parent)
+
+
+@pytest.mark.document("004", "MACVLAN 模式: passthru (the child takes the parent's MAC)")
+def test_passthru_child_has_the_parents_mac_and_they_change_together(mv_passthru):
+    parent, child = mv_passthru.mac("host", "enp0s8"), mv_passthru.mac("pod-a", "mac1")
+    assert child == parent
+    mv_passthru.ipr("pod-a").link("set", index=mv_passthru.ifindex("pod-a", "mac1"), address=NEW_MAC)
+    assert (mv_passthru.mac("pod-a", "mac1"), mv_passthru.mac("host", "enp0s8")) == (NEW_MAC, NEW_MAC)
+
+
+# -- passthru: one child, and it takes the parent over ---------------------------------------
+
+@pytest.mark.document("004", "MACVLAN 模式: passthru (a single child per parent)")
+@pytest.mark.parametrize("mode", ["passthru", "bridge"])
+def test_passthru_parent_refuses_a_second_child(mv_passthru, mode):
+    with pytest.raises(NetlinkError) as refused:
+        add_child(mv_passthru, "mac2", mode)
+    assert refused.value.code == errno.EINVAL, refused.value
+
+
+@pytest.mark.document("004", "MACVLAN: ip link add link enp0s8 dev mac2 type macvlan mode bridge")
+def test_bridge_mode_parent_takes_more_children(mv_bridge):
+    add_child(mv_bridge, "mac3", "bridge")
+    assert mv_bridge.link("host", "mac3").get_attr("IFLA_LINK") == mv_bridge.ifindex("host", "enp0s8")
+
+
+@pytest.mark.document("004", "MACVLAN 模式: passthru (the child takes the parent's traffic)")
+def test_passthru_child_takes_the_parents_traffic_over(mv_passthru):
+    probe = mv_passthru.probe
+    child = probe.ping("pod-a", GATEWAY)
+    assert child, child.error
+    # The switch answers the host at the shared MAC, and passthru hands every frame to the child.
+    host = probe.ping("host", GATEWAY, timeout=QUIET_WINDOW)
+    assert not host, "the host still got answers on enp0s8 with a passthru child on it"
+
+
+@pytest.mark.document("004", "MACVLAN: mode bridge (the parent keeps its own traffic)")
+def test_bridge_mode_parent_keeps_its_own_traffic(mv_bridge):
+    host = mv_bridge.probe.ping("host", GATEWAY)
+    assert host, host.error

@@ -75,11 +75,19 @@ def differences(before, after) -> str:
     return "\n".join(out)
 
 
+# The document suites, and the CNI suites against one implementation that touches the
+# host the most (a bridge, iptables NAT and port mappings): the whole CNI matrix would
+# add minutes and nothing the machine could notice.
+CNI_PROFILE = os.path.join(PROJECT, "harness", "cni", "profiles", "bridge-portmap.conflist")
+
+
 def pytest_argv(*extra):
-    return [sys.executable, "-m", "pytest", "suites/", "-q", "-p", "no:cacheprovider", *extra]
+    return [sys.executable, "-m", "pytest", "suites/", "-q", "-p", "no:cacheprovider", "--cni-conf", CNI_PROFILE,
+            *extra]
 
 
 @machine_root
+@pytest.mark.timeout(1800)
 def test_machine_namespaces_are_byte_identical_after_passing_failing_and_parallel_runs(tmp_path):
     before = snapshot()
     assert snapshot() == before, "the snapshot itself is not stable; fix VOLATILE before trusting this test"
@@ -126,6 +134,7 @@ def test_user():
 
 
 @machine_root
+@pytest.mark.timeout(900)
 def test_suites_pass_unprivileged_with_two_workers(test_user):
     # pytest's own tmp_path sits under a 0700 directory of root's: use one the user owns.
     home = tempfile.mkdtemp(prefix="netconform-unprivileged-")

@@ -74,6 +74,10 @@ class Backend(abc.ABC):
     def check(self, pod: str, ifname: str = "eth0") -> None:
         raise NotImplementedError(f"{self.NAME} has no CHECK")
 
+    def unavailable(self) -> str | None:
+        """Why this implementation cannot run here (a skip reason), or None."""
+        return None
+
     def close(self) -> None:
         """Detach whatever is still attached (best effort: the lab goes anyway)."""
         for pod, ifname in list(self.attached):

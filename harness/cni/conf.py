@@ -73,4 +73,4 @@ def profile_dir() -> str:
 
 def bundled_profiles() -> list[str]:
     return sorted(os.path.join(profile_dir(), name) for name in os.listdir(profile_dir())
-                  if name.endswith((".conflist", ".conf")))
+                  if name.endswith((".conflist", ".conf", ".json")))

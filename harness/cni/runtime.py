@@ -13,8 +13,10 @@ a namespace of the sandbox; host-local's reservations go to the run's directory.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -41,7 +43,7 @@ class PluginRun:
     command: str
     plugin: str
     env: dict
-    stdin: dict
+    stdin: dict | str
     returncode: int | None = None
     stdout: str = ""
     stderr: str = ""
@@ -69,6 +71,17 @@ class Runtime:
     timeout: float = PLUGIN_TIMEOUT
     log: list[PluginRun] = field(default_factory=list)
 
+    def binaries(self, network: NetworkConfig) -> list[str]:
+        """Every plugin binary of the chain, looked up before any runs (spec: a missing one is an
+        error); the error names the file and the field."""
+        found = []
+        for i, plugin in enumerate(network.plugins):
+            try:
+                found.append(self.find(plugin["type"]))
+            except CapabilityMissing as exc:
+                raise CapabilityMissing(f"{network.source}: plugins[{i}].type: {exc}") from None
+        return found
+
     def find(self, plugin: str) -> str:
         for directory in self.path:
             candidate = os.path.join(directory, plugin)
@@ -80,6 +93,7 @@ class Runtime:
     def prepare(self, network: NetworkConfig, plugin: dict, prev_result: dict | None,
                 runtime_args: dict | None, cni_version: str | None = None) -> dict:
         conf = dict(plugin)
+        conf.pop("capabilities", None)  # spec: "capabilities: must not be set" (removed by the runtime)
         conf["cniVersion"] = cni_version or network.cni_version
         conf["name"] = network.name
         if prev_result is not None:
@@ -106,20 +120,35 @@ class Runtime:
         start = time.monotonic()
         try:
             with self.live.entered(self.host_node):
-                done = subprocess.run([binary], input=json.dumps(conf), capture_output=True, text=True,
-                                      env=env, timeout=self.timeout, cwd=self.state_dir)
-        except subprocess.TimeoutExpired as exc:
-            run.seconds = time.monotonic() - start
-            run.problem = f"no answer within {self.timeout:g} s (killed)"
-            run.stdout = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (
-                exc.stdout or "")
+                # A session of its own, so that a hung plugin is killed with whatever it started.
+                process = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                           stderr=subprocess.PIPE, text=True, env=env, cwd=self.state_dir,
+                                           start_new_session=True)
+        except OSError as exc:
+            run.problem = f"cannot execute {binary}: {exc.strerror}"
             self.log.append(run)
             return run
+        with process:
+            try:  # a str conf goes to stdin as it is (a decoding test's garbage)
+                stdout, stderr = process.communicate(conf if isinstance(conf, str) else json.dumps(conf),
+                                                     timeout=self.timeout)
+            except subprocess.TimeoutExpired as exc:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                run.seconds = time.monotonic() - start
+                run.problem = f"no answer within {self.timeout:g} s (killed)"
+                run.stdout, run.stderr = (
+                    (out or b"").decode(errors="replace") if isinstance(out, bytes) else (out or "")
+                    for out in (exc.stdout, exc.stderr))
+                self.log.append(run)
+                return run
+        done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
         run.seconds = time.monotonic() - start
         run.returncode, run.stdout, run.stderr = done.returncode, done.stdout, done.stderr
         text = done.stdout.strip()
         if done.returncode < 0:
-            run.problem = f"killed by signal {-done.returncode}"
+            run.problem = f"killed by signal {-done.returncode} ({signal.strsignal(-done.returncode)})"
         elif text:
             try:
                 parsed = json.loads(text)
@@ -141,6 +170,7 @@ class Runtime:
     # -- the network configuration operations ----------------------------------------
     def add(self, network: NetworkConfig, container_id: str, netns: str, ifname: str = "eth0",
             runtime_args: dict | None = None) -> dict:
+        self.binaries(network)
         result = None
         for plugin in network.plugins:
             conf = self.prepare(network, plugin, result, runtime_args)
@@ -154,6 +184,7 @@ class Runtime:
 
     def check(self, network: NetworkConfig, container_id: str, netns: str, prev_result: dict,
               ifname: str = "eth0", runtime_args: dict | None = None) -> None:
+        self.binaries(network)
         for plugin in network.plugins:
             conf = self.prepare(network, plugin, prev_result, runtime_args)
             run = self.exec("CHECK", plugin["type"], conf, container_id, netns, ifname)
@@ -162,6 +193,7 @@ class Runtime:
 
     def delete(self, network: NetworkConfig, container_id: str, netns: str, prev_result: dict | None,
                ifname: str = "eth0", runtime_args: dict | None = None) -> None:
+        self.binaries(network)
         for plugin in reversed(network.plugins):
             conf = self.prepare(network, plugin, prev_result, runtime_args)
             run = self.exec("DEL", plugin["type"], conf, container_id, netns, ifname)

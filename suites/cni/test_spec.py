@@ -1,0 +1,358 @@
+"""The CNI spec (SPEC.md of containernetworking/cni, spec-v0.4.0, -v1.0.0, -v1.1.0) on the
+plugin chain under test: every bundled profile, or ``--cni-conf``; every cniVersion
+among 0.4.0, 1.0.0 and 1.1.0 that all the chain's plugins (and their IPAM) claim.
+
+A deviation fails its test. The reference plugins' known deviations (Debian's
+containernetworking-plugins in /usr/lib/cni, table KNOWN) are strict xfails saying
+what they do and what the spec says; one is applied only when everything else in the
+test passed and the failure is the one listed, so a new fault is not hidden and a
+fixed one turns the test red (XPASS strict).
+"""
+import dataclasses
+import functools
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from harness.cni.reality import leftovers, mismatches, snapshot
+from harness.cni.runtime import CniError
+from harness.cni.schema import validate_error, validate_result, validate_version
+
+VERSIONS = pytest.mark.parametrize("version", ["0.4.0", "1.0.0", "1.1.0"])
+PORTS = [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]
+ABSENT_NETNS = "/run/netns/netconform-absent"
+NO_ATTACHMENT = {"CNI_CONTAINERID": None, "CNI_NETNS": None, "CNI_IFNAME": None, "CNI_ARGS": None}
+RESERVED = ("is reserved and not a well-known error of CNI 0.4.0", "answers with a code 1.0.0 introduced",
+            "(0.4.0) 'Error codes 1-99 must not be used other than as specified here': 1, 2, 3, 11")
+KNOWN = [  # (case, plugin or "*", versions, the failure's signature, what the reference does, what the spec says)
+    ("error-cni-version", "*", ("0.4.0", "1.0.0"), "error cniVersion None", "its error objects have no cniVersion",
+     "an error object holds cniVersion, code and msg"),
+    ("no-command", "*", ("0.4.0", "1.0.0"), ": exit 0", ("without CNI_COMMAND it prints its version on stderr and "
+     "exits 0"), "code 4 (invalid necessary environment variables, like CNI_COMMAND) and a non-zero exit"),
+    *((case, "*", ("0.4.0",), *RESERVED) for case in ("unknown-command", "no-containerid", "invalid-containerid",
+                                                      "no-netns", "no-ifname", "invalid-ifname", "missing-name")),
+    ("invalid-containerid", "*", ("1.0.0",), "does not name CNI_CONTAINERID", ("its code 4 says 'invalid "
+     "characters in containerID'"), "code 4's message must contain the names of invalid variables"),
+    ("invalid-ifname", "*", ("1.0.0",), "does not name CNI_IFNAME", "its code 4 says 'interface name is too long'",
+     "code 4's message must contain the names of invalid variables"),
+    ("ipam-not-object", "*", ("1.0.0",), "code 999, the spec says 6 or 7", ("it answers code 999 to a "
+     "configuration whose ipam is not an object"), "6 (failed to decode content) or 7 (invalid network config)"),
+    ("check-after-add", "portmap", ("0.4.0", "1.0.0"), "could not check ipv6 dnat", ("CHECK right after ADD "
+     "fails looking for an ip6tables DNAT chain an IPv4-only pod never had (containernetworking/plugins#819)"),
+     "a plugin must handle CHECK being called immediately after an ADD"),
+]
+
+
+@functools.cache
+def debian_plugins() -> str | None:
+    """The reference build, Debian's package (its plugins are in /usr/lib/cni), if installed."""
+    done = shutil.which("dpkg-query") and subprocess.run(
+        ["dpkg-query", "-W", "-f=${Version}", "containernetworking-plugins"], capture_output=True, text=True, check=False)
+    return f"containernetworking-plugins {done.stdout.split('+')[0]}" if done and done.stdout else None
+
+
+def show(runs) -> str:
+    """Evidence: what each plugin run printed (lines start with two spaces)."""
+    return "\n".join(f"  {r.command} {r.plugin} exit {r.returncode} {r.problem or ''}: stdout "
+                     f"{r.stdout.strip()[:500]!r} stderr {r.stderr.strip()[-300:]!r}" for r in runs)
+
+
+def verdict(request, chain, case: str, version: str, problems: dict[str, list[str]]) -> None:
+    """Assert no plugin has a problem; a KNOWN deviation of the reference build is a strict xfail."""
+    expected = {}
+    for plugin, lines in problems.items():
+        claims = [line for line in lines if not line.startswith("  ")]
+        for _, _, _, signature, what, spec in (k for k in KNOWN if k[0] == case and k[1] in ("*", plugin)
+                                                and version in k[2]):
+            reference = os.path.realpath(chain.runtime.find(plugin)).startswith("/usr/lib/cni/")
+            if all(signature in line for line in claims) and reference and (build := debian_plugins()):
+                expected[plugin] = f"{plugin} ({build}) deviates: {what}; spec says {spec}"
+    report = lambda found: "\n".join(f"{p}: {line}" for p, lines in found.items() for line in lines)
+    unexpected = {p: v for p, v in problems.items() if v and p not in expected}
+    assert not unexpected, f"{case} at cniVersion {version}:\n{report(unexpected)}"
+    if expected:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=" | ".join(expected.values())))
+    assert not any(problems[p] for p in expected), f"{case} at cniVersion {version}:\n{report(problems)}"
+
+
+_claims: dict[str, list] = {}  # binary -> supportedVersions
+
+
+@pytest.fixture
+def chain(cni, version):
+    """The backend under test, its network asked in ``version`` (skipped unless all its plugins claim it)."""
+    if cni.NAME != "cni":
+        pytest.skip(f"{cni.label}: backend {cni.NAME!r} is not a CNI plugin chain (the spec suite execs plugins)")
+    refusals = []
+    for plugin in dict.fromkeys(cni.network.types + [p["ipam"]["type"] for p in cni.network.plugins
+                                                     if isinstance(p.get("ipam"), dict) and "type" in p["ipam"]]):
+        binary = os.path.realpath(cni.runtime.find(plugin))
+        if binary not in _claims:
+            run = cni.runtime.version(plugin, "1.0.0")
+            assert run.result and "supportedVersions" in run.result, f"VERSION {plugin}:\n{show([run])}"
+            _claims[binary] = run.result["supportedVersions"]
+        if version not in _claims[binary]:
+            refusals.append(f"{plugin} does not claim {version} (supportedVersions {_claims[binary]})")
+    if refusals:
+        pytest.skip("; ".join(refusals))
+    cni.network = dataclasses.replace(cni.network, cni_version=version)
+    return cni
+
+
+def runtime_args(chain) -> dict:
+    wanted = {cap for p in chain.network.plugins for cap, on in (p.get("capabilities") or {}).items() if on}
+    return {"portMappings": PORTS} if "portMappings" in wanted else {}
+
+
+def attach(chain, pod):
+    return chain.attach(pod, **runtime_args(chain))
+
+
+def refusal(chain, operation):
+    """The run that made ``operation`` fail (the test fails, with the runs, if it did not)."""
+    try:
+        operation()
+    except CniError as exc:
+        return exc.run
+    pytest.fail(f"it succeeded:\n{show(chain.runtime.log[-3:])}")
+
+
+def is_error_object(run, version: str) -> bool:
+    return bool(run.returncode and run.error and not validate_error(run.error, version, require_version=False))
+
+
+# ---------------------------------------------------------------- VERSION and versions
+@VERSIONS
+def test_version_answers_the_supported_versions(chain, version):
+    for plugin in chain.network.types:
+        run = chain.runtime.version(plugin, version)
+        problems = validate_version(run.result, version) if run.result else [run.describe()]
+        assert not problems and version in run.result["supportedVersions"], f"{problems}\n{show([run])}"
+
+
+# ---------------------------------------------------------------- ADD: the result, and reality
+@VERSIONS
+def test_add_result_is_valid_against_the_schema(chain, version, add_pod):
+    attachment = attach(chain, add_pod("pod1"))
+    problems = validate_result(attachment.result, version)
+    assert not problems, f"{problems}\n{show(chain.runtime.log)}"
+    inside = [i for i in attachment.result.get("interfaces", []) if i.get("sandbox")]
+    assert {i["sandbox"] for i in inside} == {attachment.netns} and attachment.ifname in [i["name"] for i in inside], \
+        f"sandbox interfaces {inside}, CNI_NETNS {attachment.netns}, CNI_IFNAME {attachment.ifname}"
+
+
+@VERSIONS
+def test_add_result_matches_the_namespaces(chain, version, add_pod):
+    attachment = attach(chain, add_pod("pod1"))
+    problems = mismatches(chain.live, attachment)
+    assert not problems, "\n".join(["the result is not what is there:", *problems, json.dumps(attachment.result)])
+
+
+# ---------------------------------------------------------------- CHECK
+@VERSIONS
+def test_check_right_after_add_succeeds(request, chain, version, add_pod):
+    if chain.network.disable_check:
+        pytest.skip("disableCheck: a runtime must not call CHECK for this network")
+    attachment = attach(chain, add_pod("pod1"))
+    problems = {}
+    for plugin in chain.network.plugins:  # each plugin, not stopping at the first refusal
+        conf = chain.runtime.prepare(chain.network, plugin, attachment.result, attachment.runtime_args)
+        run = chain.runtime.exec("CHECK", plugin["type"], conf, attachment.container_id, attachment.netns, "eth0")
+        problems[plugin["type"]] = [] if run.returncode == 0 and not run.problem else [run.describe(), show([run])]
+    verdict(request, chain, "check-after-add", version, problems)
+
+
+@VERSIONS
+@pytest.mark.parametrize("tamper", ["address", "mac"])
+def test_check_after_tampering_fails_with_an_error_object(chain, version, add_pod, tamper):
+    if chain.network.disable_check:
+        pytest.skip("disableCheck: a runtime must not call CHECK for this network")
+    attachment = attach(chain, add_pod("pod1"))
+    ipr, index = chain.live.ipr("pod1"), chain.live.ifindex("pod1", "eth0")
+    if tamper == "address":
+        address, prefix = attachment.addresses()[0].split("/")
+        ipr.addr("del", index=index, address=address, prefixlen=int(prefix))
+    else:
+        try:
+            ipr.link("set", index=index, address="02:00:5e:c0:ff:ee")
+        except Exception as exc:  # noqa: BLE001 - an ipvlan slave keeps its master's MAC
+            pytest.skip(f"the kernel refuses to change the MAC of the pod's eth0: {exc}")
+    run = refusal(chain, lambda: chain.check("pod1"))
+    assert is_error_object(run, version), show([run])
+
+
+# ---------------------------------------------------------------- DEL
+@VERSIONS
+def test_del_removes_what_add_made(chain, version, add_pod):
+    add_pod("pod1")
+    attach(chain, add_pod("pod0"))  # the network's shared infrastructure (bridge, shared chains) now exists
+    before = snapshot(chain.live, chain.state_dir)
+    attachment = attach(chain, "pod1")
+    made = leftovers(chain.live, before)
+    assert any(fact.startswith("pod1: link eth0") for fact in made), f"the snapshot does not see ADD's work: {made}"
+    chain.detach("pod1")
+    after = snapshot(chain.live, chain.state_dir)
+    mentions = [f for f in sorted(after.facts) if attachment.container_id in f or any(
+        re.search(rf"(?<![\d.]){re.escape(a.split('/')[0])}(?![\d])", f) for a in attachment.addresses())]
+    left = leftovers(chain.live, before, after) + mentions
+    assert not left, "\n".join(["DEL left behind:", *left, "ADD had made:", *made])
+
+
+@VERSIONS
+@pytest.mark.parametrize("what", ["a-second-del", "unknown-container", "unknown-container-no-netns"])
+def test_del_of_what_is_not_there_succeeds(chain, version, add_pod, what):
+    attachment = attach(chain, add_pod("pod1"))
+    chain.detach("pod1")
+    if what == "a-second-del":
+        chain.runtime.delete(chain.network, attachment.container_id, attachment.netns, attachment.result,
+                             runtime_args=attachment.runtime_args)
+    else:  # CNI_NETNS is optional on DEL
+        chain.runtime.delete(chain.network, "netconform-never-added", "" if what.endswith("no-netns") else
+                             attachment.netns, None, runtime_args=runtime_args(chain))
+
+
+@VERSIONS
+def test_add_into_a_nonexistent_netns_fails_and_a_del_after_it_leaves_nothing(chain, version, add_pod):
+    attach(chain, add_pod("pod0"))
+    before = snapshot(chain.live, chain.state_dir)
+    run = refusal(chain, lambda: chain.runtime.add(chain.network, "netconform-failed", ABSENT_NETNS, "eth0",
+                                                   runtime_args(chain)))
+    assert is_error_object(run, version), show([run])
+    chain.runtime.delete(chain.network, "netconform-failed", ABSENT_NETNS, None, runtime_args=runtime_args(chain))
+    left = leftovers(chain.live, before)
+    assert not left, "\n".join(["DEL after a failed ADD left:", *left, show(chain.runtime.log[-4:])])
+
+
+# ---------------------------------------------------------------- errors
+def error_problems(run, version: str, codes: set | None = None, names: str | None = None) -> list[str]:
+    """Why ``run`` is not the spec's error: a non-zero exit, an error object on stdout, ``codes``."""
+    if run.problem or run.returncode == 0 or run.error is None:
+        return [f"not an error object with a non-zero exit: {run.describe()}", show([run])]
+    problems = validate_error(run.error, version, require_version=False)
+    code, text = run.error.get("code"), f"{run.error.get('msg', '')} {run.error.get('details', '')}".strip()
+    if codes and code not in codes:
+        problems.append(f"code {code}, the spec says {' or '.join(map(str, sorted(codes)))}")
+    if names and version != "0.4.0" and code == 4 and names not in text:
+        problems.append(f"code 4's message {text!r} does not name {names}")
+    return problems + ([show([run])] if problems else [])
+
+
+def requests(chain, add_pod) -> list[tuple[str, dict]]:
+    """(plugin, ADD request) per plugin; after the first, with a real prevResult (an ADD of pod0)."""
+    prev = attach(chain, add_pod("pod0")).result if len(chain.network.plugins) > 1 else None
+    add_pod("pod1")
+    return [(p["type"], chain.runtime.prepare(chain.network, p, prev if i else None, runtime_args(chain)))
+            for i, p in enumerate(chain.network.plugins)]
+
+
+FAULTS = {  # case: (environment, spoiling of the request, the code(s) from 1.0.0, the variable code 4 names)
+    "unsupported-version": ({}, lambda conf: dict(conf, cniVersion="9.9.9"), {1}, None),  # 1 in 0.4.0 too
+    "no-command": ({"CNI_COMMAND": None}, None, {4}, "CNI_COMMAND"),
+    "unknown-command": ({"CNI_COMMAND": "FROB"}, None, {4}, "CNI_COMMAND"),
+    "no-containerid": ({"CNI_CONTAINERID": None}, None, {4}, "CNI_CONTAINERID"),
+    "invalid-containerid": ({"CNI_CONTAINERID": "-not/valid!"}, None, {4}, "CNI_CONTAINERID"),
+    "no-netns": ({"CNI_NETNS": None}, None, {4}, "CNI_NETNS"),
+    "no-ifname": ({"CNI_IFNAME": None}, None, {4}, "CNI_IFNAME"),
+    "invalid-ifname": ({"CNI_IFNAME": "much-too-long-ifname"}, None, {4}, "CNI_IFNAME"),
+    "missing-name": ({}, lambda conf: {k: v for k, v in conf.items() if k != "name"}, {7}, None),
+    "ipam-not-object": ({}, lambda conf: dict(conf, ipam=5), {6, 7}, None),
+}
+
+
+@VERSIONS
+@pytest.mark.parametrize("case", list(FAULTS))
+def test_a_faulty_request_is_refused_with_the_spec_error_code(request, chain, version, add_pod, case):
+    variables, spoil, codes, name = FAULTS[case]
+    problems = {}
+    for plugin, conf in requests(chain, add_pod):
+        run = chain.runtime.exec("ADD", plugin, spoil(conf) if spoil else conf, "netconform-pod1", "/run/netns/pod1",
+                                 "eth0", env_override=variables)
+        problems[plugin] = error_problems(run, version, None if version == "0.4.0" and codes != {1} else codes, name)
+    verdict(request, chain, case, version, problems)
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "1.1.0"])  # code 6 is 1.0.0's; garbage has no version
+@pytest.mark.parametrize("stdin", ["this is not JSON", '"a JSON string, not an object"'], ids=["text", "string"])
+def test_undecodable_config_is_refused_with_code_6(request, chain, version, add_pod, stdin):
+    add_pod("pod1")
+    problems = {plugin: error_problems(chain.runtime.exec("ADD", plugin, stdin, "netconform-pod1", "/run/netns/pod1",
+                                                          "eth0"), version, {6}) for plugin in chain.network.types}
+    verdict(request, chain, "undecodable", version, problems)
+
+
+@VERSIONS
+def test_error_objects_carry_the_cni_version(request, chain, version, add_pod):
+    problems = {}
+    for plugin, conf in requests(chain, add_pod):
+        run = chain.runtime.exec("ADD", plugin, conf, "netconform-pod1", "/run/netns/pod1", "eth0",
+                                 env_override={"CNI_CONTAINERID": None})
+        got = run.error.get("cniVersion") if run.error else None
+        problems[plugin] = [] if got == version else [f"error cniVersion {got!r}, asked in {version}", show([run])]
+    verdict(request, chain, "error-cni-version", version, problems)
+
+
+# ---------------------------------------------------------------- chaining and concurrency
+@VERSIONS
+def test_prev_result_is_passed_along_the_chain(chain, version, add_pod):
+    if len(chain.network.plugins) < 2:
+        pytest.skip(f"{chain.network.profile}: a chain of one plugin has no prevResult to pass")
+    attachment = attach(chain, add_pod("pod1"))
+    adds = [run for run in chain.runtime.log if run.command == "ADD"]
+    assert [run.plugin for run in adds] == chain.network.types and "prevResult" not in adds[0].stdin, show(adds)
+    for prev, run in itertools.pairwise(adds):
+        assert run.stdin["prevResult"] == prev.result, f"{run.plugin} did not get {prev.plugin}'s result\n{show(adds)}"
+        kept = {i["name"] for i in run.result.get("interfaces", [])} >= {i["name"] for i in prev.result["interfaces"]}
+        assert kept and run.result.get("ips") == prev.result.get("ips"), \
+            f"{run.plugin} dropped what {prev.plugin} reported (spec: output prevResult, modified)\n{show(adds)}"
+    for plugin, run in zip(chain.network.plugins, adds):  # the runtime's part: capabilities -> runtimeConfig
+        declared = {c for c, on in (plugin.get("capabilities") or {}).items() if on}
+        assert "capabilities" not in run.stdin and set(run.stdin.get("runtimeConfig", {})) <= declared, run.stdin
+    chain.detach("pod1")
+    dels = [run for run in chain.runtime.log if run.command == "DEL"]
+    assert [run.plugin for run in dels] == chain.network.types[::-1] and \
+        all(run.stdin.get("prevResult") == attachment.result for run in dels), show(dels)
+
+
+@VERSIONS
+def test_parallel_adds_get_distinct_addresses(chain, version, add_pod):
+    # The network is up first: bridge 1.1.1's first ADDs race (each reports cni0's MAC as it read it, before
+    # the first to finish pins it), so concurrent first ADDs can report a MAC cni0 no longer has.
+    attach(chain, add_pod("pod0"))
+    pods = [add_pod(f"pod{i}") for i in range(1, 5)]
+    home = os.stat("/proc/thread-self/ns/net").st_ino
+    with ThreadPoolExecutor(len(pods)) as pool:  # Runtime.exec enters the host node on the calling thread
+        attachments = list(pool.map(lambda pod: attach(chain, pod), pods))
+    assert os.stat("/proc/thread-self/ns/net").st_ino == home, "a worker thread's setns leaked into this thread"
+    addresses = [address for a in attachments for address in a.addresses()]
+    assert len(addresses) >= len(pods) and len(set(addresses)) == len(addresses), addresses
+    for attachment in attachments:
+        assert not mismatches(chain.live, attachment), (attachment.pod, mismatches(chain.live, attachment))
+
+
+# ---------------------------------------------------------------- 1.1.0: GC and STATUS
+@pytest.mark.parametrize("version", ["1.1.0"])
+def test_gc_releases_only_what_is_not_a_valid_attachment(chain, version, add_pod):
+    keep, drop = attach(chain, add_pod("pod1")), attach(chain, add_pod("pod2"))
+    valid = [{"containerID": keep.container_id, "ifname": keep.ifname}]
+    for plugin in chain.network.plugins:
+        conf = chain.runtime.prepare(chain.network, plugin, None, None)
+        conf["cni.dev/valid-attachments"] = conf["cni.dev/attachments"] = valid  # spec HEAD / spec-v1.1.0 name
+        run = chain.runtime.exec("GC", plugin["type"], conf, env_override=NO_ATTACHMENT)
+        assert run.returncode == 0 and not run.stdout.strip(), f"GC (no output on success):\n{show([run])}"
+    files = {f.rsplit("/", 1)[-1] for f in snapshot(chain.live, chain.state_dir).facts if f.startswith("state: ")}
+    if any(p.get("ipam", {}).get("type") == "host-local" for p in chain.network.plugins):
+        assert keep.addresses()[0].split("/")[0] in files and drop.addresses()[0].split("/")[0] not in files, files
+
+
+@pytest.mark.parametrize("version", ["1.1.0"])
+def test_status_answers_ready_or_an_error_object(chain, version):
+    for plugin in chain.network.plugins:
+        run = chain.runtime.exec("STATUS", plugin["type"], chain.runtime.prepare(chain.network, plugin, None, None),
+                                 env_override=NO_ATTACHMENT)
+        assert (run.returncode == 0 and not run.problem) or is_error_object(run, version), show([run])

@@ -1,0 +1,115 @@
+"""Network configurations a user hands to --cni-conf: a bad one gets one line naming the
+file and the field (or the line and column of broken JSON); a single-plugin ``.conf``
+loads and attaches as a chain of one."""
+import json
+
+import pytest
+
+from harness.builder import build
+from harness.cni.backend import CniBackend, backend_for
+from harness.cni.conf import ConfError, load
+from harness.cni.reality import mismatches
+from harness.cni.runtime import CniError, Runtime
+from harness.errors import CapabilityMissing, NetconformError
+from harness.labfile import load_lab
+
+BRIDGE = {"type": "bridge", "bridge": "cni0", "isGateway": True,
+          "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.97.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}}
+GOOD = {"cniVersion": "1.0.0", "name": "netconform-conf", "plugins": [BRIDGE]}
+
+
+def write(tmp_path, name: str, content) -> str:
+    path = tmp_path / name
+    path.write_text(content if isinstance(content, str) else json.dumps(content, indent=2))
+    return str(path)
+
+
+def one_line(exc: Exception) -> str:
+    text = str(exc)
+    assert "\n" not in text, f"not one line: {text!r}"
+    return text
+
+
+BAD = [  # (file, content, what the one line says after the file's name)
+    ("broken.conflist", '{"cniVersion": "1.0.0",\n "name": "x", "plugins": [\n', "line 3, column 1: broken JSON: "),
+    ("no-type.conflist", dict(GOOD, plugins=[BRIDGE, {"capabilities": {"portMappings": True}}]),
+     "plugins[1].type: missing"),
+    ("no-name.conflist", {k: v for k, v in GOOD.items() if k != "name"}, "name: missing or not a string"),
+    ("no-version.conflist", {k: v for k, v in GOOD.items() if k != "cniVersion"},
+     "cniVersion: missing or not a string"),
+    ("plugins-object.conflist", dict(GOOD, plugins=BRIDGE), "plugins: must be a non-empty list"),
+    ("plugins-empty.conflist", dict(GOOD, plugins=[]), "plugins: must be a non-empty list"),
+    ("plugin-string.conflist", dict(GOOD, plugins=["bridge"]), "plugins[0]: a plugin configuration is a JSON object"),
+    ("type-path.conflist", dict(GOOD, plugins=[dict(BRIDGE, type="/usr/lib/cni/bridge")]),
+     "plugins[0].type: '/usr/lib/cni/bridge' is a path, not a plugin name"),
+    ("no-type.conf", {"cniVersion": "1.0.0", "name": "x", "bridge": "cni0"}, "type: missing"),
+    ("no-name.conf", dict(BRIDGE, cniVersion="1.0.0"), "name: missing or not a string"),
+    ("array.conflist", [GOOD], "(top): a network configuration is a JSON object"),
+]
+
+
+@pytest.mark.parametrize("name,content,expected", BAD, ids=[case[0] for case in BAD])
+def test_a_bad_configuration_is_one_line_naming_the_file_and_the_field(tmp_path, name, content, expected):
+    path = write(tmp_path, name, content)
+    with pytest.raises(ConfError) as loading:
+        load(path)
+    assert one_line(loading.value).startswith(f"{path}: ") and expected in str(loading.value), loading.value
+    with pytest.raises(NetconformError) as choosing:  # what the cni fixture does with --cni-conf
+        backend_for(path)
+    assert one_line(choosing.value) == str(loading.value)
+
+
+def test_an_unreadable_file_is_named(tmp_path):
+    with pytest.raises(ConfError) as loading:
+        load(str(tmp_path / "absent.conflist"))
+    assert one_line(loading.value) == f"{tmp_path / 'absent.conflist'}: cannot read: No such file or directory"
+
+
+def test_an_unknown_plugin_binary_is_named_by_file_and_field_before_anything_runs(tmp_path):
+    path = write(tmp_path, "unknown.conflist", dict(GOOD, plugins=[BRIDGE, {"type": "no-such-plugin"}]))
+    (tmp_path / "bin").mkdir()
+    stub = tmp_path / "bin" / "bridge"
+    stub.write_text("#!/bin/sh\nexit 0\n")
+    stub.chmod(0o755)
+    runtime = Runtime(live=None, path=[str(tmp_path / "bin"), str(tmp_path / "more")], state_dir=str(tmp_path))
+    for operation in (lambda net: runtime.add(net, "c1", "/run/netns/pod1"),
+                      lambda net: runtime.check(net, "c1", "/run/netns/pod1", {}),
+                      lambda net: runtime.delete(net, "c1", "/run/netns/pod1", None)):
+        with pytest.raises(CapabilityMissing) as finding:
+            operation(load(path))
+        assert one_line(finding.value).startswith(
+            f"{path}: plugins[1].type: CNI plugin 'no-such-plugin' not found in {tmp_path / 'bin'}:{tmp_path / 'more'}"), \
+            finding.value
+    assert runtime.log == [], "a plugin ran although the chain was incomplete"
+
+
+def test_a_single_plugin_conf_loads_as_a_chain_of_one(tmp_path):
+    conf = dict(BRIDGE, cniVersion="1.0.0", name="netconform-single")
+    path = write(tmp_path, "single.conf", conf)
+    network = load(path)
+    assert (network.name, network.cni_version, network.plugins, network.profile) == \
+        ("netconform-single", "1.0.0", [conf], "bridge")
+    backend, chosen = backend_for(path)
+    assert backend is CniBackend and chosen.plugins == [conf]
+
+
+def test_a_single_plugin_conf_attaches_and_detaches(tmp_path):
+    path = write(tmp_path, "single.conf", dict(BRIDGE, cniVersion="1.0.0", name="netconform-single"))
+    (tmp_path / "state").mkdir()
+    live = build(load_lab("cni-host"))
+    try:
+        live.add_node("pod1")
+        backend = CniBackend(live, load(path), str(tmp_path / "state"))
+        try:
+            backend.runtime.binaries(backend.network)
+        except CapabilityMissing as exc:
+            pytest.skip(str(exc))
+        try:
+            attachment = backend.attach("pod1")
+        except CniError as exc:
+            pytest.fail(f"{exc}\n{[(r.plugin, r.stdout, r.stderr) for r in backend.runtime.log]}")
+        assert attachment.addresses() and mismatches(live, attachment) == [], attachment.result
+        assert [run.stdin["name"] for run in backend.runtime.log] == ["netconform-single"]
+        backend.detach("pod1")
+    finally:
+        live.teardown()

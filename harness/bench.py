@@ -16,6 +16,7 @@ Run it as ``python -m harness.bench``.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import platform
@@ -272,6 +273,32 @@ def bench_probe(iterations: int, windows: int) -> dict:
             "arp_iterations": iterations, "expect_none_iterations": windows}
 
 
+# -- the suites -------------------------------------------------------------------------
+SUITE_SECONDS = 30.0  # every suite, on this machine's cores; and the document suites serially
+PARALLEL_SPEEDUP = 1.6  # the document suites with two workers against one
+
+
+def _pytest_seconds(project: str, *args: str) -> tuple[float, int]:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=project,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    return time.perf_counter() - start, done.returncode
+
+
+def bench_suites(project: str) -> dict:
+    """Wall time of each suite file with -n 2, and of the document suites serial vs -n 2."""
+    files = sorted(glob.glob(os.path.join(project, "suites", "**", "test_*.py"), recursive=True))
+    per_file = {}
+    for path in files:
+        seconds, code = _pytest_seconds(project, os.path.relpath(path, project), "-n", "2")
+        per_file[os.path.relpath(path, project)] = {"seconds": round(seconds, 2), "exit": code}
+    serial, code_serial = _pytest_seconds(project, "suites", "--ignore=suites/cni", "-p", "no:xdist")
+    parallel, code_parallel = _pytest_seconds(project, "suites", "--ignore=suites/cni", "-n", "2")
+    return {"per_file_n2": per_file, "documents_serial_s": round(serial, 2),
+            "documents_n2_s": round(parallel, 2), "speedup": round(serial / parallel, 2),
+            "exit": {"serial": code_serial, "n2": code_parallel}}
+
+
 # -- report ------------------------------------------------------------------------------
 def bars(results: dict) -> dict:
     lab, probe = results[LAB], results["probe"]
@@ -280,10 +307,17 @@ def bars(results: dict) -> dict:
         return {"value": value, "bar": limit, "op": ">=" if at_least else "<=",
                 "pass": value >= limit if at_least else value <= limit}
 
-    return {f"{LAB}.ratio_build": bar(lab["ratio_build"], BUILD_SPEEDUP, at_least=True),
-            "probe.arp_ms": bar(probe["arp_ms"], ARP_MS),
-            "probe.icmp_ms": bar(probe["icmp_ms"], ICMP_MS),
-            "probe.expect_none_ms": bar(probe["expect_none_ms"], EXPECT_NONE_MS)}
+    out = {f"{LAB}.ratio_build": bar(lab["ratio_build"], BUILD_SPEEDUP, at_least=True),
+           "probe.arp_ms": bar(probe["arp_ms"], ARP_MS),
+           "probe.icmp_ms": bar(probe["icmp_ms"], ICMP_MS),
+           "probe.expect_none_ms": bar(probe["expect_none_ms"], EXPECT_NONE_MS)}
+    suites = results.get("suites")
+    if suites:
+        out["suites.documents_serial_s"] = bar(suites["documents_serial_s"], SUITE_SECONDS)
+        out["suites.speedup_n2"] = bar(suites["speedup"], PARALLEL_SPEEDUP, at_least=True)
+        for name, entry in suites["per_file_n2"].items():
+            out[f"suite.{name.removeprefix('suites/')}"] = bar(entry["seconds"], SUITE_SECONDS)
+    return out
 
 
 def table(report: dict) -> str:
@@ -317,8 +351,16 @@ def table(report: dict) -> str:
            f"{probe['icmp_rtt_ms']:>12.3f}",
            f"  {'expect_none(ns3/veth-3), %g ms window' % probe['quiet_window_ms']:<44}"
            f"{probe['expect_none_ms']:>10.3f}",
-           "",
-           "bars"]
+           ""]
+    suites = r.get("suites")
+    if suites:
+        out += [f"suites (wall time, pytest in a subprocess): document suites serial {suites['documents_serial_s']:.1f} s, "
+                f"-n 2 {suites['documents_n2_s']:.1f} s, speedup {suites['speedup']:.2f}x; each file with -n 2:"]
+        out += [f"  {name:<44}{entry['seconds']:>8.1f} s" + ("" if entry["exit"] in (0, 5) else
+                                                            f"  (pytest exit {entry['exit']})")
+                for name, entry in suites["per_file_n2"].items()]
+        out.append("")
+    out.append("bars")
     for name, b in report["bars"].items():
         out.append(f"  {'PASS' if b['pass'] else 'FAIL'}  {name:<28}{b['value']:>10.3f} {b['op']} {b['bar']:g}")
         if not b["pass"]:
@@ -349,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed ARP and ICMP round trips (default 500)")
     parser.add_argument("--window-iterations", type=int, default=20,
                         help="expect_none quiet windows to time (default 20)")
+    parser.add_argument("--no-suites", action="store_true", help="skip timing the suites (minutes)")
     parser.add_argument("--json", default=os.path.join("reports", "bench.json"),
                         help="where to write the JSON report (default reports/bench.json)")
     args = parser.parse_args(argv)
@@ -359,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         state = sandbox.enter()
         results = {LAB: bench_build(args.iterations, args.warmup),
                    "probe": bench_probe(args.arp_iterations, args.window_iterations)}
+        if not args.no_suites:
+            results["suites"] = bench_suites(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     except (BenchError, NetconformError) as exc:  # exit 1 is kept for a missed bar
         print(f"bench: {exc}", file=sys.stderr)
         return 2

@@ -16,7 +16,6 @@ Run it as ``python -m harness.bench``.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import platform
@@ -27,6 +26,7 @@ import time
 
 from . import nsutil, sandbox
 from .errors import NetconformError
+from .suitetimes import PARALLEL_SPEEDUP, SUITE_SECONDS, bench_suites
 
 LAB = "001-vbridge"
 SEED = "001_bac7d6736c56b111"  # 使用veth和bridge搭建容器网络, section 实践
@@ -271,32 +271,6 @@ def bench_probe(iterations: int, windows: int) -> dict:
             "icmp_ms": ms(median(icmp)), "icmp_p90_ms": ms(p90(icmp)), "icmp_rtt_ms": ms(median(icmp_rtt)),
             "expect_none_ms": ms(median(quiet)), "quiet_window_ms": ms(QUIET_WINDOW),
             "arp_iterations": iterations, "expect_none_iterations": windows}
-
-
-# -- the suites -------------------------------------------------------------------------
-SUITE_SECONDS = 30.0  # every suite, on this machine's cores; and the document suites serially
-PARALLEL_SPEEDUP = 1.6  # the document suites with two workers against one
-
-
-def _pytest_seconds(project: str, *args: str) -> tuple[float, int]:
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=project,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    return time.perf_counter() - start, done.returncode
-
-
-def bench_suites(project: str) -> dict:
-    """Wall time of each suite file with -n 2, and of the document suites serial vs -n 2."""
-    files = sorted(glob.glob(os.path.join(project, "suites", "**", "test_*.py"), recursive=True))
-    per_file = {}
-    for path in files:
-        seconds, code = _pytest_seconds(project, os.path.relpath(path, project), "-n", "2")
-        per_file[os.path.relpath(path, project)] = {"seconds": round(seconds, 2), "exit": code}
-    serial, code_serial = _pytest_seconds(project, "suites", "--ignore=suites/cni", "-p", "no:xdist")
-    parallel, code_parallel = _pytest_seconds(project, "suites", "--ignore=suites/cni", "-n", "2")
-    return {"per_file_n2": per_file, "documents_serial_s": round(serial, 2),
-            "documents_n2_s": round(parallel, 2), "speedup": round(serial / parallel, 2),
-            "exit": {"serial": code_serial, "n2": code_parallel}}
 
 
 # -- report ------------------------------------------------------------------------------

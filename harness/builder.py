@@ -9,11 +9,9 @@ run as programs (with argument lists), because they have no library.
 from __future__ import annotations
 
 import errno
-import fcntl
 import ipaddress
 import os
 import shutil
-import struct
 import time
 from typing import Callable, ContextManager
 
@@ -22,6 +20,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from . import nsutil
 from .errors import BuildError, CapabilityMissing, LabError
 from .firewall import iptables_restore_input
+from .tuntap import make_persistent_tuntap
 from .labfile import validate
 from .livelab import BR_NETFILTER_SYSCTLS, LiveLab
 from .rtnl import NetlinkRefused
@@ -45,8 +44,6 @@ RTNH_F_ONLINK = 4
 NTF_SELF, NTF_MASTER, NTF_PROXY = 0x02, 0x04, 0x08
 CREATION_ORDER = {"bridge": 0, "vrf": 0, "dummy": 0, "tun": 0, "tap": 0, "veth": 1,
                   "vxlan": 2, "macvlan": 3, "ipvlan": 3, "vlan": 3}
-TUNSETIFF, TUNSETPERSIST = 0x400454CA, 0x400454CB
-IFF_TUN, IFF_TAP, IFF_NO_PI = 0x0001, 0x0002, 0x1000
 LINK_KIND_CAPABILITY_ERRORS = (errno.EOPNOTSUPP, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT)
 
 
@@ -65,21 +62,6 @@ def port_flags(port: PortOptions) -> dict:
     names = {"learning": "learning", "flood": "unicast_flood", "hairpin": "mode", "isolated": "isolated",
              "cost": "cost"}
     return {names[key]: int(value) for key, value in vars(port).items() if value is not None}
-
-
-def make_persistent_tuntap(name: str, kind: str) -> None:
-    """Create a persistent tun or tap device in the calling thread's namespace.
-
-    What `ip tuntap add NAME mode tun|tap` does: TUNSETIFF with IFF_NO_PI (no
-    packet-information header), then TUNSETPERSIST so it outlives the descriptor.
-    """
-    flags = (IFF_TUN if kind == "tun" else IFF_TAP) | IFF_NO_PI
-    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
-    try:
-        fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), flags))
-        fcntl.ioctl(fd, TUNSETPERSIST, 1)
-    finally:
-        os.close(fd)
 
 
 class _Builder:

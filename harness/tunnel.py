@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .builder import IFF_NO_PI, IFF_TAP, IFF_TUN, TUNSETIFF
+from .tuntap import IFF_NO_PI, IFF_TAP, IFF_TUN, TUNSETIFF
 from .exchange import DEADLINE, PingResult
 from .netops import safe_close_fd, sync_linkwatch
 from .probe import QUIET_WINDOW

@@ -9,7 +9,9 @@ which the datapath suite reads to know what to expect on the wire.
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import ClassVar
@@ -42,6 +44,7 @@ class Backend(abc.ABC):
     """An implementation under test. Lifecycle: attach* -> (probe) -> detach* -> close."""
 
     NAME: ClassVar[str]
+    CONCURRENT_DETACH: ClassVar[bool] = False  # may pods be detached in parallel?
 
     def __init__(self, live, network: NetworkConfig, state_dir: str, path: list[str] | None = None):
         self.live = live
@@ -79,18 +82,27 @@ class Backend(abc.ABC):
         return None
 
     def close(self) -> None:
-        """Detach whatever is still attached (best effort: the lab goes anyway)."""
-        for pod, ifname in list(self.attached):
-            try:
-                self.detach(pod, ifname)
-            except NetconformError:
-                pass
+        """Detach whatever is still attached (best effort: the lab goes anyway); at once for
+        different pods when the implementation allows it (CONCURRENT_DETACH)."""
+        def detach(key):
+            with contextlib.suppress(NetconformError):
+                self.detach(*key)
+        keys = list(self.attached)
+        if self.CONCURRENT_DETACH and len(keys) > 1:
+            with ThreadPoolExecutor(len(keys)) as pool:
+                list(pool.map(detach, keys))
+        else:
+            for key in keys:
+                detach(key)
 
 
 class CniBackend(Backend):
     """Any chain of CNI plugin binaries, exec'd per the spec."""
 
     NAME = "cni"
+    # SPEC.md: "The container runtime must not invoke parallel operations for the same container, but is
+    # allowed to invoke parallel operations for different containers."
+    CONCURRENT_DETACH = True
 
     def __init__(self, live, network, state_dir, path=None):
         super().__init__(live, network, state_dir, path)

@@ -61,9 +61,17 @@ class PluginRun:
         return f"{what}: exit {self.returncode}"
 
 
+class Here:
+    """No lab: plugins exec'd in the caller's namespaces (for VERSION, which touches no network)."""
+
+    @staticmethod
+    def entered(node: str):
+        return contextlib.nullcontext()
+
+
 @dataclass
 class Runtime:
-    """A CNI runtime over a live lab: plugins exec'd inside ``host_node``."""
+    """A CNI runtime over a live lab: plugins exec'd inside ``host_node`` (``live=Here()``: no lab)."""
     live: object
     path: list[str] = field(default_factory=lambda: list(DEFAULT_PATH))
     state_dir: str = "/tmp"

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import socket
 import struct
 import time
 from dataclasses import dataclass
 
+from . import fdwait
 from .steps import reported
 
 DEADLINE = 1.0  # seconds a positive check waits at most; it returns on the first match
@@ -102,7 +102,7 @@ class StackExchanges:
             left = deadline - time.monotonic()
             if left <= 0:
                 return PingResult(False, error=f"no reply from {dst} within {timeout:g} s")
-            ready, _, _ = select.select([sock], [], [], left)
+            ready, _, _ = fdwait.select([sock], [], [], left)
             if not ready:
                 continue
             try:
@@ -143,7 +143,7 @@ class StackExchanges:
             # conntrack entry (expecting the original destination) would not reverse.
             srv.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
             cli.sendto(payload, (dst, port))
-            ready, _, _ = select.select([srv], [], [], timeout)
+            ready, _, _ = fdwait.select([srv], [], [], timeout)
             if not ready:
                 return Exchange(False, error=f"the server in {server} got nothing within {timeout:g} s")
             data, ancillary, _, peer = srv.recvmsg(65535, socket.CMSG_SPACE(12))
@@ -154,7 +154,7 @@ class StackExchanges:
                 srv.sendmsg([data], control, 0, peer)
             except OSError as exc:  # e.g. the server has no route back to what it saw
                 return Exchange(False, server_saw=peer, error=f"the server could not answer: {exc.strerror}")
-            ready, _, _ = select.select([cli], [], [], timeout)
+            ready, _, _ = fdwait.select([cli], [], [], timeout)
             if not ready:
                 return Exchange(False, server_saw=peer, error="no reply reached the client")
             reply, source = cli.recvfrom(65535)
@@ -186,7 +186,7 @@ class StackExchanges:
             deadline = time.monotonic() + timeout
             while True:  # until the listener gets the connection, the client its refusal, or the deadline
                 left = max(0.0, deadline - time.monotonic())
-                accepting, settled, _ = select.select([srv], [cli], [], left)
+                accepting, settled, _ = fdwait.select([srv], [cli], [], left)
                 if accepting:
                     break
                 code = cli.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -194,7 +194,7 @@ class StackExchanges:
                     return Exchange(False, error=f"nothing reached the listener in {server}; "
                                                  f"the client got: {os.strerror(code)}")
                 if settled:  # connected, but not (yet) seen by our listener: something else answered
-                    if select.select([srv], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                    if fdwait.select([srv], [], [], max(0.0, deadline - time.monotonic()))[0]:
                         break
                     return Exchange(False, error=f"the client reached something other than the listener "
                                                  f"in {server}")
@@ -202,7 +202,7 @@ class StackExchanges:
                     return Exchange(False, error=f"no connection reached the listener in {server} "
                                                  f"within {timeout:g} s")
             conn, peer = srv.accept()
-            _, writable, _ = select.select([], [cli], [], timeout)
+            _, writable, _ = fdwait.select([], [cli], [], timeout)
             code = cli.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if not writable or code:
                 return Exchange(False, server_saw=peer, error=os.strerror(code) if code else "connect timed out")

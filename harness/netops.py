@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import os
-import select
 import socket
 import time
 
 from pyroute2 import IPRoute
 
-from . import nsutil
+from . import fdwait, nsutil
 
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
@@ -68,7 +67,7 @@ class NetlinkWatch:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            select.select([self.sock], [], [], left)
+            fdwait.select([self.sock], [], [], left)
 
     def close(self) -> None:
         self.sock.close()

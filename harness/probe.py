@@ -9,7 +9,6 @@ Every frame read or sent is written to the test's pcapng capture.
 from __future__ import annotations
 
 import errno
-import select
 import socket
 import struct
 import time
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
+from . import fdwait
 from .errors import ProbeError
 from .exchange import DEADLINE, Exchange, PingResult, StackExchanges  # noqa: F401 (part of the probe API)
 from .match import compile_match, describe
@@ -191,7 +191,7 @@ class Probe(StackExchanges):
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            select.select([entry.sock], [], [], left)
+            fdwait.select([entry.sock], [], [], left)
 
     @reported(lambda port, match, window=QUIET_WINDOW, **k: f"expect nothing on {port} for {window * 1000:g} ms: "
               f"{describe(match)}")
@@ -205,7 +205,7 @@ class Probe(StackExchanges):
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            select.select([entry.sock], [], [], left)
+            fdwait.select([entry.sock], [], [], left)
         return [s for s in entry.history[entry.since:]
                 if s.outbound != inbound and predicate(s.raw, lambda s=s: s.packet)]
 
@@ -257,7 +257,7 @@ class Probe(StackExchanges):
             left = deadline - time.monotonic()
             if left <= 0:
                 return None
-            select.select([entry.sock], [], [], left)
+            fdwait.select([entry.sock], [], [], left)
 
     def close(self) -> None:
         for entry in self._sockets.values():

@@ -21,17 +21,17 @@ import errno
 import fcntl
 import ipaddress
 import os
-import select
 import socket
 import struct
 import threading
 import time
 from collections.abc import Callable
 
-from .tuntap import IFF_NO_PI, IFF_TAP, IFF_TUN, TUNSETIFF
+from . import fdwait
 from .exchange import DEADLINE, PingResult
 from .netops import safe_close_fd, sync_linkwatch
 from .probe import QUIET_WINDOW
+from .tuntap import IFF_NO_PI, IFF_TAP, IFF_TUN, TUNSETIFF
 
 FLANNEL_UDP_PORT = 8285  # flanneld's UDP backend
 VXLAN_OVERHEAD = 50  # outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14: FLANNEL_MTU=1450 on a 1500 underlay
@@ -79,7 +79,7 @@ def read_packet(fd: int, timeout: float = DEADLINE, match: Callable[[bytes], boo
         left = deadline - time.monotonic()
         if left <= 0:
             return None
-        select.select([fd], [], [], left)
+        fdwait.select([fd], [], [], left)
 
 
 def read_window(fd: int, window: float = QUIET_WINDOW) -> list[bytes]:
@@ -91,7 +91,7 @@ def read_window(fd: int, window: float = QUIET_WINDOW) -> list[bytes]:
         left = deadline - time.monotonic()
         if left <= 0:
             return seen
-        select.select([fd], [], [], left)
+        fdwait.select([fd], [], [], left)
 
 
 def drain(fd: int) -> list[bytes]:
@@ -137,7 +137,7 @@ def sized_ping(live, node: str, dst: str, size: int, df: bool = True, timeout: f
     try:
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([sock], [], [], left)[0]:
+            if left <= 0 or not fdwait.select([sock], [], [], left)[0]:
                 return PingResult(False, error=f"no reply from {dst} within {timeout:g} s")
             data, (source, _) = sock.recvfrom(65535)
             ihl = (data[0] & 0x0F) * 4
@@ -212,7 +212,7 @@ class UdpTunnel:
         watched = [self._wake, *self._tun, *self._udp]
         try:
             while True:
-                ready, _, _ = select.select(watched, [], [])
+                ready, _, _ = fdwait.select(watched, [], [])
                 if self._wake in ready:
                     return
                 for item in ready:

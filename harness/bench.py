@@ -27,6 +27,7 @@ import time
 from . import nsutil, sandbox
 from .errors import NetconformError
 from .benchreport import bars, table
+from .benchscale import bench_cni_add, bench_scale
 from .suitetimes import bench_suites
 
 LAB = "001-vbridge"
@@ -273,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window-iterations", type=int, default=20,
                         help="expect_none quiet windows to time (default 20)")
     parser.add_argument("--no-suites", action="store_true", help="skip timing the suites (minutes)")
+    parser.add_argument("--no-scale", action="store_true", help="skip the 10/100/1000-pod bridge and CNI ADD cost")
+    parser.add_argument("--scale-sizes", default="10,100,1000", help="pods on the bridge (default 10,100,1000)")
     parser.add_argument("--json", default=os.path.join("reports", "bench.json"),
                         help="where to write the JSON report (default reports/bench.json)")
     args = parser.parse_args(argv)
@@ -285,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
                    "commands": {"build": commands(SHELL_BUILD), "teardown": commands(SHELL_TEARDOWN)},
                    LAB: bench_build(args.iterations, args.warmup),
                    "probe": bench_probe(args.arp_iterations, args.window_iterations)}
+        if not args.no_scale:
+            sizes = tuple(int(n) for n in args.scale_sizes.split(","))
+            results["scale"] = bench_scale(sizes)
+            results["cni_add"] = bench_cni_add()
         if not args.no_suites:
             results["suites"] = bench_suites(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     except (BenchError, NetconformError) as exc:  # exit 1 is kept for a missed bar

@@ -2,11 +2,16 @@
 missed bar was missed (from the measurements, not guessed)."""
 from __future__ import annotations
 
+import os
+
 from .suitetimes import PARALLEL_SPEEDUP, SUITE_SECONDS
 
 BUILD_SPEEDUP = 5.0  # the harness builds the lab at least this many times faster than the document
 ARP_MS = ICMP_MS = 1.0
 EXPECT_NONE_MS = 50.0
+SCALE_LARGEST_S = 10.0  # 1000 pods on one bridge, built
+PER_POD_GROWTH = 2.0  # "flat": the largest lab's cost per pod within this factor of the smallest's
+CNI_OVERHEAD = 0.10  # a CNI ADD through the harness against the plugin alone
 
 
 def bars(results: dict) -> dict:
@@ -20,6 +25,13 @@ def bars(results: dict) -> dict:
            "probe.arp_ms": bar(probe["arp_ms"], ARP_MS),
            "probe.icmp_ms": bar(probe["icmp_ms"], ICMP_MS),
            "probe.expect_none_ms": bar(probe["expect_none_ms"], EXPECT_NONE_MS)}
+    scale, cni = results.get("scale"), results.get("cni_add")
+    if scale:
+        largest = scale["sizes"][str(scale["largest"])]
+        out[f"scale.{scale['largest']}_pods_build_s"] = bar(largest["build_s"], SCALE_LARGEST_S)
+        out["scale.per_pod_growth"] = bar(scale["per_pod_growth"], PER_POD_GROWTH)
+    if cni:
+        out["cni_add.overhead"] = bar(cni["overhead"], CNI_OVERHEAD)
     suites = results.get("suites")
     if suites:
         out["suites.documents_serial_s"] = bar(suites["documents_serial_s"], SUITE_SECONDS)
@@ -61,6 +73,19 @@ def table(report: dict) -> str:
            f"  {'expect_none(ns3/veth-3), %g ms window' % probe['quiet_window_ms']:<44}"
            f"{probe['expect_none_ms']:>10.3f}",
            ""]
+    scale, cni = r.get("scale"), r.get("cni_add")
+    if scale:
+        out += ["scale: one bridge, N pods (a namespace each, veth to a bridge port, an address); medians of "
+                f"{next(iter(scale['sizes'].values()))['repeats']} builds",
+                f"  {'pods':>6}{'build s':>10}{'per pod ms':>12}{'teardown s':>12}{'RSS MB':>9}{'machine MB':>12}"]
+        out += [f"  {e['pods']:>6}{e['build_s']:>10.3f}{e['per_pod_ms']:>12.3f}{e['teardown_s']:>12.3f}"
+                f"{e['process_rss_mb']:>9.1f}{e['machine_memory_mb']:>12.1f}" for e in scale["sizes"].values()]
+        out += [f"  per-pod cost, largest / smallest: {scale['per_pod_growth']:.2f}x", ""]
+    if cni:
+        out += [f"CNI ADD ({cni['profile']}, {cni['pods_each']} pods each way, interleaved; median wall ms)",
+                f"  through the harness (CniBackend.attach) {cni['harness_ms']:>9.2f}",
+                f"  the plugin alone ({os.path.basename(cni['plugin'])} exec'd bare) {cni['plugin_alone_ms']:>9.2f}",
+                f"  harness overhead {100 * cni['overhead']:+.1f} %", ""]
     suites = r.get("suites")
     if suites:
         out += [f"suites (wall time, pytest in a subprocess): document suites serial {suites['documents_serial_s']:.1f} s, "

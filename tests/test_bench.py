@@ -14,7 +14,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHOD_KEYS = {"build_ms", "teardown_ms", "total_ms"}
 PROBE_KEYS = {"arp_ms", "arp_p90_ms", "icmp_ms", "expect_none_ms"}
-BARS = {"001-vbridge.ratio_build", "probe.arp_ms", "probe.icmp_ms", "probe.expect_none_ms"}
+BARS = {"001-vbridge.ratio_build", "probe.arp_ms", "probe.icmp_ms", "probe.expect_none_ms",
+        "scale.20_pods_build_s", "scale.per_pod_growth", "cni_add.overhead"}
+SCALE_KEYS = {"pods", "build_s", "per_pod_ms", "teardown_s", "process_rss_mb", "machine_memory_mb"}
 
 
 def positive(value) -> bool:
@@ -25,13 +27,15 @@ def test_bench_writes_table_and_complete_json(tmp_path):
     report_path = tmp_path / "out" / "bench.json"  # the directory is made by the bench
     done = subprocess.run(
         [sys.executable, "-m", "harness.bench", "--iterations", "3", "--warmup", "1",
-         "--arp-iterations", "20", "--window-iterations", "3", "--no-suites", "--json", str(report_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=100)
+         "--arp-iterations", "20", "--window-iterations", "3", "--no-suites", "--scale-sizes", "5,20",
+         "--json", str(report_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=200)
     assert done.returncode in (0, 1), f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
 
     out = done.stdout
     for text in ("001-vbridge", "shell", "harness", "build ms", "teardown ms", "total ms", "shell / harness",
-                 "no readiness wait", "arp(", "ping(", "expect_none(", "bars"):
+                 "no readiness wait", "arp(", "ping(", "expect_none(", "scale: one bridge", "per pod ms",
+                 "CNI ADD", "harness overhead", "bars"):
         assert text in out, f"{text!r} missing from the table:\n{out}"
     if done.returncode == 1:
         assert "FAIL" in out and "FAIL" in done.stderr
@@ -62,9 +66,36 @@ def test_bench_writes_table_and_complete_json(tmp_path):
         assert positive(probe[key]), (key, probe[key])
     assert probe["arp_p90_ms"] >= probe["arp_ms"]
 
+    scale = report["results"]["scale"]
+    assert set(scale["sizes"]) == {"5", "20"} and scale["largest"] == 20, scale
+    for size, entry in scale["sizes"].items():
+        assert SCALE_KEYS <= set(entry) and entry["pods"] == int(size), entry
+        assert positive(entry["build_s"]) and positive(entry["per_pod_ms"]) and positive(entry["process_rss_mb"])
+        assert math.isclose(entry["per_pod_ms"], entry["build_s"] * 1000 / entry["pods"], rel_tol=1e-2), entry
+    assert math.isclose(scale["per_pod_growth"], scale["sizes"]["20"]["per_pod_ms"] / scale["sizes"]["5"]["per_pod_ms"],
+                        rel_tol=1e-2)
+    cni = report["results"]["cni_add"]
+    assert positive(cni["harness_ms"]) and positive(cni["plugin_alone_ms"]) and cni["pods_each"] >= 10, cni
+    assert math.isclose(cni["overhead"], cni["harness_ms"] / cni["plugin_alone_ms"] - 1, abs_tol=1e-3), cni
+
     bars = report["bars"]
     assert set(bars) == BARS
     for name, bar in bars.items():
         assert {"value", "bar", "pass"} <= set(bar), (name, bar)
-        assert positive(bar["value"]) and positive(bar["bar"]) and isinstance(bar["pass"], bool)
+        assert isinstance(bar["value"], float | int) and positive(bar["bar"]) and isinstance(bar["pass"], bool)
+        assert bar["pass"] == (bar["value"] >= bar["bar"] if bar["op"] == ">=" else bar["value"] <= bar["bar"]), bar
     assert (done.returncode == 0) == all(bar["pass"] for bar in bars.values())
+
+
+def test_bars_fail_when_a_figure_misses_them():
+    """The verdicts can say FAIL: a 1000-pod build of 11 s, a per-pod cost that triples, a 15 % overhead."""
+    from harness.benchreport import bars
+
+    results = {"lab": "001-vbridge", "001-vbridge": {"ratio_build": 6.0},
+               "probe": {"arp_ms": 0.1, "icmp_ms": 0.1, "expect_none_ms": 41.0},
+               "scale": {"largest": 1000, "per_pod_growth": 3.0, "sizes": {"1000": {"build_s": 11.0}}},
+               "cni_add": {"overhead": 0.15}}
+    verdicts = {name: bar["pass"] for name, bar in bars(results).items()}
+    assert verdicts == {"001-vbridge.ratio_build": True, "probe.arp_ms": True, "probe.icmp_ms": True,
+                        "probe.expect_none_ms": True, "scale.1000_pods_build_s": False,
+                        "scale.per_pod_growth": False, "cni_add.overhead": False}

@@ -53,7 +53,7 @@ def _lab_up(args) -> str:
         sandbox.enter()  # first, while this process has no thread: a user namespace needs that
         live = build(lab)
     except NetconformError as exc:
-        raise LabError(str(exc)) from None
+        raise LabError(f"lab {lab.name}: {exc}") from None
     try:
         with tempfile.NamedTemporaryFile("w", prefix=f"{lab.name}-", suffix=".sh", delete=False) as script:
             script.write(shell_script(lab))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import ClassVar
 
-from ..errors import NetconformError
+from ..errors import CapabilityMissing, NetconformError
 from .conf import NetworkConfig, load
 from .runtime import CniError, Runtime
 
@@ -127,6 +127,13 @@ class CniBackend(Backend):
         self.runtime.delete(self.network, self.container_id(pod), self.netns_path(pod),
                             attachment.result if attachment else None, ifname,
                             attachment.runtime_args if attachment else None)
+
+    def unavailable(self):
+        try:
+            self.runtime.binaries(self.network)
+        except CapabilityMissing as exc:
+            return str(exc)
+        return None
 
     def check(self, pod, ifname="eth0"):
         attachment = self.attached[(pod, ifname)]

@@ -3,12 +3,14 @@
 #                      render the HTML report (reports/html) and print the conformance matrix
 #   make check         install what is missing, run the harness's own tests
 #   make bench         the speed benchmark (reports/bench.json)
+#   make soak          the suites SOAK_RUNS times in a row with every core kept busy (reports/soak.json)
 # Both are idempotent: a second run installs nothing and goes straight to the tests.
 
 PYTHON      ?= /usr/bin/python3
 VENV        ?= .venv
 TOOLS       ?= .tools
 WORKERS     ?= 2
+SOAK_RUNS   ?= 20
 # What the harness and the implementations under test need.
 APT_PACKAGES = iproute2 iptables nftables tcpdump iputils-ping ethtool conntrack graphviz python3-venv \
                containernetworking-plugins netavark
@@ -19,7 +21,7 @@ PY          := $(VENV)/bin/python
 PYTEST      := $(VENV)/bin/pytest
 REPORT_ARGS  = --alluredir reports/allure-results --clean-alluredir --junitxml reports/junit.xml
 
-.PHONY: setup setup-check system-packages check-packages report-tools conformance check bench clean
+.PHONY: setup setup-check system-packages check-packages report-tools conformance check bench soak clean
 
 setup: system-packages $(VENV)/.installed report-tools
 
@@ -65,6 +67,9 @@ check: setup-check
 
 bench: setup
 	$(PY) -m harness.bench
+
+soak: setup
+	$(PY) -m harness.soak --runs $(SOAK_RUNS) -- suites -n $(WORKERS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) reports/* *.egg-info

@@ -13,7 +13,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from . import fdwait
+from . import fdwait, margins
 from .steps import reported
 
 DEADLINE = 1.0  # seconds a positive check waits at most; it returns on the first match
@@ -114,6 +114,7 @@ class StackExchanges:
             ihl = (data[0] & 0x0F) * 4
             kind, code = data[ihl], data[ihl + 1]
             if kind == 0 and data[ihl + 4:ihl + 8] == struct.pack("!HH", ident, seq):
+                margins.note("ping", time.perf_counter() - start, timeout)
                 return PingResult(True, rtt=time.perf_counter() - start, reply_from=source, ttl=data[8])
             if kind in (3, 11):  # unreachable / time exceeded, quoting our echo
                 inner = data[ihl + 8:]
@@ -135,6 +136,7 @@ class StackExchanges:
     def udp(self, client: str, server: str, dst: str, port: int, listen: str = "0.0.0.0",
             payload: bytes = b"netconform", timeout: float = DEADLINE, listen_port: int | None = None) -> Exchange:
         """Client node sends a datagram to dst:port; the server node echoes it back."""
+        begun = time.monotonic()
         srv, cli = self._socket_pair(server, client, socket.SOCK_DGRAM)
         try:
             srv.bind((listen, listen_port or port))
@@ -158,6 +160,7 @@ class StackExchanges:
             if not ready:
                 return Exchange(False, server_saw=peer, error="no reply reached the client")
             reply, source = cli.recvfrom(65535)
+            margins.note("udp", time.monotonic() - begun, 2 * timeout)  # two waits: there and back
             return Exchange(True, server_saw=peer, client_saw=source, reply=reply)
         except OSError as exc:
             return Exchange(False, error=exc.strerror)
@@ -201,6 +204,7 @@ class StackExchanges:
                 if time.monotonic() >= deadline:
                     return Exchange(False, error=f"no connection reached the listener in {server} "
                                                  f"within {timeout:g} s")
+            margins.note("tcp connect", time.monotonic() - deadline + timeout, timeout)
             conn, peer = srv.accept()
             _, writable, _ = fdwait.select([], [cli], [], timeout)
             code = cli.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)

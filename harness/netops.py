@@ -7,7 +7,7 @@ import time
 
 from pyroute2 import IPRoute
 
-from . import fdwait, nsutil
+from . import fdwait, margins, nsutil
 
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
@@ -63,6 +63,7 @@ class NetlinkWatch:
         while True:
             self.drain()
             if predicate():
+                margins.note("link wait", time.monotonic() - deadline + timeout, timeout)
                 return True
             left = deadline - time.monotonic()
             if left <= 0:

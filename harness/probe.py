@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
-from . import fdwait
+from . import fdwait, margins
 from .errors import ProbeError
 from .exchange import DEADLINE, Exchange, PingResult, StackExchanges  # noqa: F401 (part of the probe API)
 from .match import compile_match, describe
@@ -186,6 +186,7 @@ class Probe(StackExchanges):
                 seen = entry.history[at]
                 if seen.outbound != inbound and predicate(seen.raw, lambda s=seen: s.packet):
                     entry.since = at + 1  # a later expectation starts after this frame
+                    margins.note("expect", time.monotonic() - deadline + timeout, timeout)
                     return seen
             scanned = len(entry.history)
             left = deadline - time.monotonic()
@@ -253,6 +254,7 @@ class Probe(StackExchanges):
                 raw = seen.raw
                 if (not seen.outbound and raw[12:14] == b"\x08\x06" and raw[20:22] == b"\x00\x02"
                         and raw[28:32] == target_raw):
+                    margins.note("arp", time.perf_counter() - start, timeout)
                     return ArpReply(_mac_text(raw[22:28]), target, time.perf_counter() - start, raw)
             left = deadline - time.monotonic()
             if left <= 0:

@@ -21,6 +21,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
+from .. import margins
 from ..errors import CapabilityMissing, NetconformError
 from .conf import NetworkConfig
 
@@ -153,6 +154,7 @@ class Runtime:
                 return run
         done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
         run.seconds = time.monotonic() - start
+        margins.note("cni plugin", run.seconds, self.timeout)
         run.returncode, run.stdout, run.stderr = done.returncode, done.stdout, done.stderr
         text = done.stdout.strip()
         if done.returncode < 0:

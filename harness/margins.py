@@ -1,0 +1,54 @@
+"""How close the positive waits came to their deadlines.
+
+Every wait that succeeded (a frame matched, an ARP or ICMP reply came, a connection
+was made, links settled, a CNI plugin answered) notes how long it took against how
+long it was allowed. The worst ratio per kind is the run's timing margin: a soak
+under load reports it, so "no retries needed" comes with how far from needing one.
+Process-wide and cheap (a comparison per wait); nothing is written unless asked.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+ENV = "NETCONFORM_MARGINS"  # a directory: a pytest process told this writes its worst margins there
+where = ""  # what is running (the pytest plugin sets the test's node id)
+_worst: dict[str, dict] = {}
+
+
+def note(kind: str, used: float, allowed: float) -> None:
+    """A wait of kind ``kind`` succeeded after ``used`` of its ``allowed`` seconds."""
+    if allowed <= 0:
+        return
+    current = _worst.get(kind)
+    if current is None or used / allowed > current["used"] / current["allowed"]:
+        _worst[kind] = {"used": used, "allowed": allowed, "where": where}
+
+
+def worst() -> dict[str, dict]:
+    return {kind: dict(entry) for kind, entry in _worst.items()}
+
+
+def reset() -> None:
+    _worst.clear()
+
+
+def dump(directory: str, name: str) -> str:
+    """Write this process's worst margins to ``directory/name.json``; the path."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{name}.json")
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(worst(), handle, indent=1)
+    return path
+
+
+def merge(paths) -> dict[str, dict]:
+    """The worst of several dumps, per kind."""
+    merged: dict[str, dict] = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            for kind, entry in json.load(handle).items():
+                current = merged.get(kind)
+                if current is None or entry["used"] / entry["allowed"] > current["used"] / current["allowed"]:
+                    merged[kind] = entry
+    return merged

@@ -1,0 +1,57 @@
+"""The soak (python -m harness.soak) says FLAKY when one run in several fails, keeps every
+core busy while it runs, stops its load generator, and reports the timing margins the
+suites' own waits noted."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAKY = '''
+import pathlib
+
+def test_fails_on_the_second_run():
+    counter = pathlib.Path(__file__).with_name("runs")
+    runs = int(counter.read_text()) + 1 if counter.exists() else 1
+    counter.write_text(str(runs))
+    assert runs != 2, "the second run fails"
+'''
+
+
+def soak(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    report = tmp_path / "soak.json"
+    done = subprocess.run([sys.executable, "-m", "harness.soak", "--json", str(report), *args], cwd=PROJECT,
+                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    return done, json.loads(report.read_text())
+
+
+def busy_loops() -> list[str]:
+    done = subprocess.run(["pgrep", "-f", "while :; do :; done"], capture_output=True, text=True, check=False)
+    return done.stdout.split()
+
+
+def test_one_failing_run_in_three_makes_the_soak_fail_and_names_it(tmp_path):
+    test_file = tmp_path / "flaky" / "test_flaky.py"
+    test_file.parent.mkdir()
+    test_file.write_text(FLAKY)
+    before = busy_loops()
+    done, report = soak(tmp_path, "--runs", "3", "--", str(test_file))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert [run["exit"] for run in report["runs"]] == [0, 1, 0], report["runs"]
+    assert report["runs"][1]["failed"] == 1 and "test_fails_on_the_second_run" in report["runs"][1]["failed_ids"][0]
+    assert "verdict: 2/3 runs passed -- FLAKY OR BROKEN" in done.stdout
+    assert report["load"]["processes"] == os.cpu_count() and report["load"]["machine_busy"] > 0.9, report["load"]
+    assert busy_loops() == before, "the soak left its load generator running"
+
+
+def test_a_suite_soaked_once_passes_and_reports_its_margins(tmp_path):
+    done, report = soak(tmp_path, "--runs", "1", "--load", "1", "--", "suites/test_veth.py")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    run = report["runs"][0]
+    assert run["passed"] > 0 and run["failed"] == 0 and run["ran_twice"] == [], run
+    assert {"expect", "link wait"} <= set(report["margins"]), report["margins"]
+    for kind, margin in report["margins"].items():
+        assert 0 < margin["used"] < margin["allowed"] and margin["where"].startswith("suites/test_veth.py"), margin
+    assert "verdict: 1/1 runs passed" in done.stdout and "timing margins" in done.stdout

@@ -1,13 +1,17 @@
-"""The speed benchmark (``make bench``): building a lab, and probing one.
+"""The speed benchmark (``make bench``): building labs, probing one, scale, the suites.
 
 1. Lab 001-vbridge built and torn down two ways, interleaved iteration by iteration
    (alternating which goes first) so both see the same noise of a busy machine:
-   - shell: the document's own commands, as a person pasting them would run them,
-     one ``sh -e`` whose every command is a fork/exec, inside a fresh scratch network
-     namespace standing in for the document's host (its creation is not timed);
+   - shell: the document's own commands (harness/labs/shell/001-vbridge.sh), as a
+     person pasting them would run them, one ``sh -e`` whose every command is a
+     fork/exec, inside a fresh scratch network namespace standing in for the
+     document's host (its creation is not timed);
    - harness: ``build(load_lab("001-vbridge"))`` then ``live.teardown()``.
+   Then every other document lab the same way, with fewer iterations.
 2. Probe round trips in a harness-built 001-vbridge: ARP who-has/is-at, ICMP echo,
    and one ``expect_none`` quiet window.
+3. Scale (one bridge, 10/100/1000 pods) and a CNI ADD's cost (harness.benchscale).
+4. The suites' wall time (harness.suitetimes).
 
 Medians go to stdout as a table and to reports/bench.json; the exit status is 1 when
 a bar is missed, so CI can gate on it (2 when a lab cannot be built or does not work).
@@ -24,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from . import nsutil, sandbox
+from . import docshell, nsutil, sandbox
 from .errors import NetconformError
 from .benchreport import bars, table
 from .benchscale import bench_cni_add, bench_scale
@@ -33,73 +37,16 @@ from .suitetimes import bench_suites
 LAB = "001-vbridge"
 SEED = "001_bac7d6736c56b111"  # 使用veth和bridge搭建容器网络, section 实践
 
-# The document's commands that change state, verbatim and in its order (steps 1-4).
-# Left out: what only displays or tests (ip netns ls, bridge link, route -n, arp,
-# `sysctl net.ipv4.ip_forward`, the pings).
-SHELL_BUILD = """\
-# the machine: the document's host has ens33 and its gateway as hardware; the lab (and
-# so this script, for the same lab both ways) makes a stand-in in the same ip style
-ip netns add upstream
-ip link add ens33 type veth peer name eth0 netns upstream
-ip addr add 192.168.17.10/24 dev ens33
-ip link set ens33 up
-ip netns exec upstream ip addr add 192.168.17.2/24 dev eth0
-ip netns exec upstream ip addr add 8.8.8.8/32 dev eth0
-ip netns exec upstream ip link set eth0 up
-ip route add default via 192.168.17.2
-# step 1: three network namespaces
-ip netns add ns1
-ip netns add ns2
-ip netns add ns3
-# step 2: the virtual switch, three veth pairs, addresses, links up
-ip link add vbridge type bridge
-ip link set dev vbridge up
-ip link add veth-1 type veth peer name veth-1-br
-ip link add veth-2 type veth peer name veth-2-br
-ip link add veth-3 type veth peer name veth-3-br
-ip link set veth-1 netns ns1
-ip link set veth-1-br master vbridge
-ip link set veth-2 netns ns2
-ip link set veth-2-br master vbridge
-ip link set veth-3 netns ns3
-ip link set veth-3-br master vbridge
-ip netns exec ns1 ip addr add 192.168.28.1/24 dev veth-1
-ip netns exec ns2 ip addr add 192.168.28.2/24 dev veth-2
-ip netns exec ns3 ip addr add 192.168.28.3/24 dev veth-3
-ip netns exec ns1 ip link set veth-1 up
-ip link set dev veth-1-br up
-ip netns exec ns2 ip link set veth-2 up
-ip link set dev veth-2-br up
-ip netns exec ns3 ip link set veth-3 up
-ip link set dev veth-3-br up
-# step 3: the bridge as the namespaces' gateway
-ip addr add 192.168.28.5/24 dev vbridge
-ip netns exec ns1 ip route add default via 192.168.28.5
-ip netns exec ns2 ip route add default via 192.168.28.5
-ip netns exec ns3 ip route add default via 192.168.28.5
-# step 4: forwarding and NAT to the outside
-sysctl -w net.ipv4.ip_forward=1
-iptables -t nat -A POSTROUTING -s 192.168.28.0/24 -j MASQUERADE
-"""
-
-# How the document's family takes such a lab down again.
-SHELL_TEARDOWN = """\
-ip netns del upstream
-ip netns del ns1
-ip netns del ns2
-ip netns del ns3
-ip link del vbridge
-iptables -t nat -F POSTROUTING
-"""
-
+# Each document lab's own commands: harness/labs/shell/LAB.sh (harness.docshell), proved to
+# build what the harness builds by tests/test_doc_shell.py. These labs' files are the lab's
+# own commands in the documents' ip style, the document giving none (a description, a heading,
+# or etcd/flanneld): their ratio is against the lab's commands, and the table says so.
+NOT_THE_DOCUMENTS = {"004-tuntap", "004-flannel-udp", "004-flannel-vxlan", "004-ipvlan-l2", "004-ipvlan-l3",
+                     "004-docker-nat-nft"}
 
 
 class BenchError(Exception):
     """A method did not produce a working lab, or a command failed."""
-
-
-def commands(script: str) -> int:
-    return sum(1 for line in script.splitlines() if line.strip() and not line.lstrip().startswith("#"))
 
 
 def ms(seconds: float) -> float:
@@ -115,34 +62,28 @@ def p90(values: list[float]) -> float:
 
 
 # -- the shell way ---------------------------------------------------------------------
-def sh(script: str, what: str, errexit: bool = True) -> None:
-    argv = ["sh", "-e", "-c", script] if errexit else ["sh", "-c", script]
-    done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True)
-    if errexit and done.returncode != 0:
-        raise BenchError(f"shell {what} failed (exit {done.returncode}): {done.stderr.strip()}")
-
-
-def shell_once(check: bool = False) -> tuple[float, float]:
-    """Build and tear down with the document's commands in a fresh scratch namespace."""
+def shell_once(lab: str, check: bool = False) -> tuple[float, float]:
+    """Build and tear down with the document's commands in a fresh scratch namespace
+    (standing in for the document's host; its creation is not timed)."""
+    build_script, teardown_script = docshell.parts(docshell.scripts()[lab])
     scratch = nsutil.create_netns()
     try:
         with nsutil.entered(scratch):
             start = time.perf_counter()
             try:
-                sh(SHELL_BUILD, "build")
-            except BenchError:
-                sh(SHELL_TEARDOWN, "teardown", errexit=False)  # leave no names for the harness
-                raise
+                docshell.run(build_script, f"{lab}: the document's build")
+            except docshell.ScriptError as exc:
+                docshell.run(teardown_script, "teardown", errexit=False)  # leave no names for the harness
+                raise BenchError(str(exc)) from None
             built = time.perf_counter()
-            if check:
+            if check and lab == LAB:
                 try:
                     shell_check()
                 except BenchError:
-                    sh(SHELL_TEARDOWN, "teardown", errexit=False)
+                    docshell.run(teardown_script, "teardown", errexit=False)
                     raise
             start_down = time.perf_counter()
-            sh(SHELL_TEARDOWN, "teardown")
+            docshell.run(teardown_script, f"{lab}: the document's teardown")
             done = time.perf_counter()
     finally:
         os.close(scratch)
@@ -162,16 +103,16 @@ def shell_check() -> None:
 
 
 # -- the harness way -------------------------------------------------------------------
-def harness_once(steps: dict[str, list[float]] | None = None, check: bool = False) -> tuple[float, float]:
+def harness_once(lab: str, steps: dict[str, list[float]] | None = None, check: bool = False) -> tuple[float, float]:
     from .builder import build
     from .labfile import load_lab
     from .probe import Probe
 
     start = time.perf_counter()
-    live = build(load_lab(LAB))
+    live = build(load_lab(lab))
     built = time.perf_counter()
     try:
-        if check:
+        if check and lab == LAB:
             for dst in ("192.168.28.2", "192.168.28.5"):
                 result = Probe(live).ping("ns1", dst)
                 if not result:
@@ -191,12 +132,13 @@ def harness_once(steps: dict[str, list[float]] | None = None, check: bool = Fals
     return built - start, done - start_down
 
 
-def bench_build(iterations: int, warmup: int) -> dict:
-    shell_once(check=True)
-    harness_once(check=True)
+def bench_build(lab: str, iterations: int, warmup: int) -> dict:
+    """Lab ``lab`` built and torn down both ways, interleaved; medians and ratios."""
+    shell_once(lab, check=True)
+    harness_once(lab, check=True)
     for _ in range(warmup):
-        shell_once()
-        harness_once()
+        shell_once(lab)
+        harness_once(lab)
     shell_b, shell_t, harn_b, harn_t, steps = [], [], [], [], {}
     for i in range(iterations):
         # Alternate which goes first, so neither always inherits the other's leftovers
@@ -204,11 +146,11 @@ def bench_build(iterations: int, warmup: int) -> dict:
         order = (0, 1) if i % 2 == 0 else (1, 0)
         for which in order:
             if which == 0:
-                b, t = shell_once()
+                b, t = shell_once(lab)
                 shell_b.append(b)
                 shell_t.append(t)
             else:
-                b, t = harness_once(steps)
+                b, t = harness_once(lab, steps)
                 harn_b.append(b)
                 harn_t.append(t)
 
@@ -218,12 +160,33 @@ def bench_build(iterations: int, warmup: int) -> dict:
 
     shell, harness = method(shell_b, shell_t), method(harn_b, harn_t)
     harness["steps_ms"] = {stage: ms(median(values)) for stage, values in steps.items()}
-    return {"shell": shell, "harness": harness,
+    build_script, teardown_script = docshell.parts(docshell.scripts()[lab])
+    return {"shell": shell, "harness": harness, "iterations": iterations,
+            "commands": {"build": docshell.commands(build_script), "teardown": docshell.commands(teardown_script)},
+            "source": "lab" if lab in NOT_THE_DOCUMENTS else "document",
             "ratio_build": shell["build_ms"] / harness["build_ms"],
             "ratio_total": shell["total_ms"] / harness["total_ms"]}
 
 
 # -- probes ------------------------------------------------------------------------------
+def bench_labs(iterations: int, warmup: int, only: set[str] | None = None) -> dict:
+    """Every other document lab, as bench_build; a lab this kernel cannot build is listed with why."""
+    from .capabilities import missing
+    from .labfile import load_lab
+
+    out = {}
+    unknown = (only or set()) - set(docshell.scripts())
+    if unknown:
+        raise BenchError(f"--labs: no shell file for {', '.join(sorted(unknown))} (harness/labs/shell/)")
+    for lab in docshell.scripts():
+        if lab == LAB or (only and lab not in only):
+            continue
+        kinds = sorted({link.kind for node in load_lab(lab).nodes for link in node.links} & {"ipvlan", "vlan", "vrf"})
+        reason = next((f"{kind}: {missing(kind)}" for kind in kinds if missing(kind)), None)
+        out[lab] = {"skipped": reason} if reason else bench_build(lab, iterations, warmup)
+    return out
+
+
 def bench_probe(iterations: int, windows: int) -> dict:
     from scapy.layers.l2 import Ether
 
@@ -273,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="timed ARP and ICMP round trips (default 500)")
     parser.add_argument("--window-iterations", type=int, default=20,
                         help="expect_none quiet windows to time (default 20)")
+    parser.add_argument("--lab-iterations", type=int, default=7,
+                        help="timed builds per method of each other document lab (default 7)")
+    parser.add_argument("--no-labs", action="store_true", help="only 001-vbridge, not every document lab")
+    parser.add_argument("--labs", default=None, metavar="LAB,LAB", help="only these other document labs")
     parser.add_argument("--no-suites", action="store_true", help="skip timing the suites (minutes)")
     parser.add_argument("--no-scale", action="store_true", help="skip the 10/100/1000-pod bridge and CNI ADD cost")
     parser.add_argument("--scale-sizes", default="10,100,1000", help="pods on the bridge (default 10,100,1000)")
@@ -285,16 +252,17 @@ def main(argv: list[str] | None = None) -> int:
         # First, before anything could start a thread: a user namespace refuses threaded processes.
         state = sandbox.enter()
         results = {"lab": LAB, "seed": SEED,
-                   "commands": {"build": commands(SHELL_BUILD), "teardown": commands(SHELL_TEARDOWN)},
-                   LAB: bench_build(args.iterations, args.warmup),
+                   LAB: bench_build(LAB, args.iterations, args.warmup),
                    "probe": bench_probe(args.arp_iterations, args.window_iterations)}
+        if not args.no_labs:
+            results["labs"] = bench_labs(args.lab_iterations, 1, set(args.labs.split(",")) if args.labs else None)
         if not args.no_scale:
             sizes = tuple(int(n) for n in args.scale_sizes.split(","))
             results["scale"] = bench_scale(sizes)
             results["cni_add"] = bench_cni_add()
         if not args.no_suites:
             results["suites"] = bench_suites(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    except (BenchError, NetconformError) as exc:  # exit 1 is kept for a missed bar
+    except (BenchError, NetconformError, docshell.ScriptError) as exc:  # exit 1 is kept for a missed bar
         print(f"bench: {exc}", file=sys.stderr)
         return 2
     report = {"schema": 1,

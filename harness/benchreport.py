@@ -25,6 +25,9 @@ def bars(results: dict) -> dict:
            "probe.arp_ms": bar(probe["arp_ms"], ARP_MS),
            "probe.icmp_ms": bar(probe["icmp_ms"], ICMP_MS),
            "probe.expect_none_ms": bar(probe["expect_none_ms"], EXPECT_NONE_MS)}
+    for name, entry in (results.get("labs") or {}).items():
+        if "skipped" not in entry:
+            out[f"lab.{name}.ratio_build"] = bar(entry["ratio_build"], BUILD_SPEEDUP, at_least=True)
     scale, cni = results.get("scale"), results.get("cni_add")
     if scale:
         largest = scale["sizes"][str(scale["largest"])]
@@ -51,7 +54,7 @@ def table(report: dict) -> str:
            f"{report['warmup']} warm-up, interleaved; medians",
            "",
            f"  {'method':<44}{'build ms':>10}{'teardown ms':>13}{'total ms':>10}",
-           f"  {'shell: the document, sh -e, %d + %d commands' % (r['commands']['build'], r['commands']['teardown']):<44}"
+           f"  {'shell: the document, sh -e, %d + %d commands' % (lab['commands']['build'], lab['commands']['teardown']):<44}"
            f"{shell['build_ms']:>10.2f}{shell['teardown_ms']:>13.2f}{shell['total_ms']:>10.2f}",
            f"  {'harness: build(load_lab()), teardown()':<44}"
            f"{harness['build_ms']:>10.2f}{harness['teardown_ms']:>13.2f}{harness['total_ms']:>10.2f}",
@@ -73,6 +76,23 @@ def table(report: dict) -> str:
            f"  {'expect_none(ns3/veth-3), %g ms window' % probe['quiet_window_ms']:<44}"
            f"{probe['expect_none_ms']:>10.3f}",
            ""]
+    labs = r.get("labs")
+    if labs:
+        measured = [e for e in labs.values() if "skipped" not in e]
+        out += [f"every other document lab, {measured[0]['iterations'] if measured else 0} iterations each, "
+                "interleaved; medians (ms); source: the document's commands, or (lab) the lab's own where "
+                "the document gives none",
+                f"  {'lab':<22}{'commands':>9}{'shell build':>12}{'harness':>9}{'ratio':>8}"
+                f"{'shell total':>12}{'harness':>9}{'ratio':>8}  source"]
+        for name, e in labs.items():
+            if "skipped" in e:
+                out.append(f"  {name:<22}  not built here: {e['skipped']}")
+                continue
+            commands = f"{e['commands']['build']}+{e['commands']['teardown']}"
+            out.append(f"  {name:<22}{commands:>9}{e['shell']['build_ms']:>12.1f}{e['harness']['build_ms']:>9.1f}"
+                       f"{e['ratio_build']:>7.1f}x{e['shell']['total_ms']:>12.1f}{e['harness']['total_ms']:>9.1f}"
+                       f"{e['ratio_total']:>7.1f}x  {e['source']}")
+        out.append("")
     scale, cni = r.get("scale"), r.get("cni_add")
     if scale:
         out += ["scale: one bridge, N pods (a namespace each, veth to a bridge port, an address); medians of "
@@ -112,6 +132,8 @@ def why(name: str, results: dict) -> list[str]:
         return [f"the quiet window itself is {probe['quiet_window_ms']:g} ms (probe.QUIET_WINDOW): a call "
                 f"cannot return sooner; beyond the window {probe['expect_none_ms'] - probe['quiet_window_ms']:.3f} ms"]
     if name.endswith("ratio_build"):
+        if name.startswith("lab."):
+            lab = results["labs"][name.split(".", 1)[1].rsplit(".", 1)[0]]
         stages = sorted(lab["harness"]["steps_ms"].items(), key=lambda item: -item[1])
         return ["harness build, slowest stages: " + ", ".join(f"{s} {v:.2f} ms" for s, v in stages[:3])]
     return []

@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHOD_KEYS = {"build_ms", "teardown_ms", "total_ms"}
 PROBE_KEYS = {"arp_ms", "arp_p90_ms", "icmp_ms", "expect_none_ms"}
 BARS = {"001-vbridge.ratio_build", "probe.arp_ms", "probe.icmp_ms", "probe.expect_none_ms",
-        "scale.20_pods_build_s", "scale.per_pod_growth", "cni_add.overhead"}
+        "scale.20_pods_build_s", "scale.per_pod_growth", "cni_add.overhead", "lab.000-veth-basics.ratio_build"}
 SCALE_KEYS = {"pods", "build_s", "per_pod_ms", "teardown_s", "process_rss_mb", "machine_memory_mb"}
 
 
@@ -28,6 +28,7 @@ def test_bench_writes_table_and_complete_json(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "harness.bench", "--iterations", "3", "--warmup", "1",
          "--arp-iterations", "20", "--window-iterations", "3", "--no-suites", "--scale-sizes", "5,20",
+         "--lab-iterations", "2", "--labs", "000-veth-basics,004-ipvlan-l2",
          "--json", str(report_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=200)
     assert done.returncode in (0, 1), f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
@@ -65,6 +66,18 @@ def test_bench_writes_table_and_complete_json(tmp_path):
     for key in PROBE_KEYS:
         assert positive(probe[key]), (key, probe[key])
     assert probe["arp_p90_ms"] >= probe["arp_ms"]
+
+    labs = report["results"]["labs"]
+    assert set(labs) == {"000-veth-basics", "004-ipvlan-l2"}, labs
+    basics = labs["000-veth-basics"]
+    assert basics["source"] == "document" and basics["commands"] == {"build": 7, "teardown": 1}, basics
+    assert math.isclose(basics["ratio_build"], basics["shell"]["build_ms"] / basics["harness"]["build_ms"])
+    ipvlan = labs["004-ipvlan-l2"]  # a kernel without ipvlan lists it with the reason; one with it measures it
+    if "skipped" in ipvlan:
+        assert set(ipvlan) == {"skipped"} and "ipvlan" in ipvlan["skipped"], ipvlan
+    else:
+        assert ipvlan["source"] == "lab", ipvlan
+    assert "000-veth-basics" in out and "7+1" in out
 
     scale = report["results"]["scale"]
     assert set(scale["sizes"]) == {"5", "20"} and scale["largest"] == 20, scale

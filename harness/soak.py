@@ -151,7 +151,8 @@ def soak(runs: int, load_processes: int, pytest_args: list[str]) -> dict:
                   file=sys.stderr, flush=True)
     subprocess.run(["rm", "-rf", work], check=False)
     return {"schema": 1, "cpus": os.cpu_count(), "pytest_args": pytest_args, "runs": results,
-            "load": {"processes": load_processes, "cpu_seconds": round(load.cpu_seconds, 1),
+            "load": {"processes": load_processes, "pids": [child.pid for child in load.children],
+                     "cpu_seconds": round(load.cpu_seconds, 1),
                      "wall_seconds": round(load.wall_seconds, 1),
                      "busy_cores": round(load.cpu_seconds / max(load.wall_seconds, 1e-9), 2),
                      "machine_busy": round(load.machine_busy, 4)},

@@ -30,6 +30,7 @@ import time
 
 from . import docshell, nsutil, sandbox
 from .errors import NetconformError
+from .netnsgc import cleanup_barrier
 from .benchreport import bars, table
 from .benchscale import bench_cni_add, bench_scale
 from .suitetimes import bench_suites
@@ -61,6 +62,13 @@ def p90(values: list[float]) -> float:
     return statistics.quantiles(values, n=10, method="inclusive")[-1] if len(values) > 1 else values[0]
 
 
+def quiesce() -> None:
+    """Before a timed build: the namespaces of the last teardown (either method's) destroyed,
+    so no build pays for another's cleanup (the kernel does it later, under the RTNL lock)."""
+    if not cleanup_barrier():
+        raise BenchError("the kernel did not finish destroying the last lab's namespaces within 5 s")
+
+
 # -- the shell way ---------------------------------------------------------------------
 def shell_once(lab: str, check: bool = False) -> tuple[float, float]:
     """Build and tear down with the document's commands in a fresh scratch namespace
@@ -68,6 +76,7 @@ def shell_once(lab: str, check: bool = False) -> tuple[float, float]:
     build_script, teardown_script = docshell.parts(docshell.scripts()[lab])
     scratch = nsutil.create_netns()
     try:
+        quiesce()
         with nsutil.entered(scratch):
             start = time.perf_counter()
             try:
@@ -108,6 +117,7 @@ def harness_once(lab: str, steps: dict[str, list[float]] | None = None, check: b
     from .labfile import load_lab
     from .probe import Probe
 
+    quiesce()
     start = time.perf_counter()
     live = build(load_lab(lab))
     built = time.perf_counter()

@@ -63,6 +63,8 @@ def table(report: dict) -> str:
            "  The shell figure includes no readiness wait (its links may still be settling when",
            "  it returns); the harness figure includes waiting until every link is running.",
            "  The shell's scratch host namespace is made untimed; the harness's host node is timed.",
+           "  Every timed build starts once the kernel has destroyed the last teardown's namespaces",
+           "  (harness.netnsgc): neither method pays for the other's cleanup.",
            "  harness build by stage (median ms): "
            + ", ".join(f"{stage} {value:.2f}" for stage, value in harness["steps_ms"].items()),
            "",

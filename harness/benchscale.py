@@ -25,6 +25,7 @@ import time
 
 from .errors import NetconformError
 from .model import Lab, Link, Node, Peer
+from .netnsgc import cleanup_barrier
 
 SIZES = (10, 100, 1000)
 POD_SUBNET = "10.128.0.0/16"
@@ -78,6 +79,7 @@ def bench_scale(sizes=SIZES, repeats: int = 3) -> dict:
         lab = bridge_lab(pods)
         builds, teardowns, rss, kernel = [], [], [], []
         for _ in range(repeats):
+            cleanup_barrier()  # the last repeat's namespaces destroyed first (see harness.netnsgc)
             available_before = _available_mb()
             start = time.perf_counter()
             live = build(lab)

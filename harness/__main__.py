@@ -115,8 +115,14 @@ def _vm_box(args) -> str:
 
 
 def _vm_run(args) -> str:
+    import signal
+
     from .errors import VmError
     from .vm import driver
+
+    def terminated(signum, frame):  # a CI timeout: still destroy the VM and stop libvirtd (finally)
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, terminated)
     pytest_args = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
     try:
         record = driver.run(args.name, pytest_args, PROJECT, results=args.results, keep=args.keep_vm)
@@ -124,8 +130,9 @@ def _vm_run(args) -> str:
         print(f"netconform: {exc}", file=sys.stderr)
         raise SystemExit(driver.EXIT_VM_FAILED) from None
     times = ", ".join(f"{what} {seconds:g} s" for what, seconds in record.times.items())
+    fate = "VM destroyed" if record.destroyed else "VM kept"
     print(f"netconform: vm {record.name} (kernel {record.kernel}): pytest exit {record.exit_code}; {times}; "
-          f"results in {record.results}", file=sys.stderr)
+          f"results in {record.results}; {fate}", file=sys.stderr)
     if record.exit_code:
         raise SystemExit(record.exit_code)
     return ""

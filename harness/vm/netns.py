@@ -30,6 +30,7 @@ from ..errors import VmError
 MS_NOSUID, MS_NODEV = 2, 4
 PRIVATE_TMPFS = ("/run", "/var/lib/libvirt", "/var/log/libvirt", "/var/cache/libvirt")
 START_DEADLINE = 60.0
+STOP_DEADLINE = 30.0
 LIBVIRTD_CONF = """\
 unix_sock_group = "root"
 unix_sock_rw_perms = "0700"
@@ -167,14 +168,21 @@ class LibvirtNamespace:
         return pids
 
     def stop(self, keep_state: bool = False) -> None:
-        """Kill libvirtd and everything left in its namespace; the namespace goes with them."""
+        """Kill libvirtd and everything left in its namespace, and wait until they have exited:
+        with the last of them the namespace, its bridge, taps and rules are gone."""
         own = os.stat("/proc/thread-self/ns/net").st_ino
         if self.process is not None and self.netns_inode not in (None, own):  # never the caller's namespace
+            pidfds = []
             for pid in self.members():
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    pidfds.append(os.pidfd_open(pid))
+                    signal.pidfd_send_signal(pidfds[-1], signal.SIGKILL)
                 except ProcessLookupError:
-                    pass
+                    continue
+            deadline = time.monotonic() + STOP_DEADLINE
+            for fd in pidfds:  # a pidfd becomes readable when its process has exited
+                select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+                os.close(fd)
         if self.process is not None:
             if self.process.poll() is None:
                 self.process.kill()

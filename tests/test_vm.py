@@ -126,6 +126,9 @@ def test_vagrants_error_line_is_found_in_its_log(tmp_path):
                    "Error while connecting to Libvirt: Error making a connection to libvirt URI qemu:///system\n"
                    "\tfrom /usr/share/rubygems-integration/all/gems/vagrant-2.3.4/lib/vagrant/x.rb:1\n")
     assert last_error(str(log)).startswith("Error while connecting to Libvirt")
+    log.write_text("/usr/lib/ruby/vendor_ruby/fog/libvirt/requests/compute/vm_action.rb:7:in `create': Call to "
+                   "virDomainCreateWithFlags failed: cannot set up guest memory (Libvirt::Error)\n")
+    assert last_error(str(log)).startswith("Call to virDomainCreateWithFlags failed: cannot set up guest memory")
     assert last_error(str(tmp_path / "missing.log")).startswith("no log at")
 
 
@@ -133,3 +136,19 @@ def test_the_vm_gets_the_sessions_arguments_without_this_machines_paths():
     args = ["suites/", "-k", "vlan", "--vm", "debian12", "--keep-vm", "--alluredir", "reports/a", "--clean-alluredir",
             "--junitxml=reports/j.xml", "--basetemp", "/tmp/x", "-n", "2"]
     assert vm_arguments(args) == ["suites/", "-k", "vlan", "-n", "2"]
+
+
+@pytest.mark.vm
+@pytest.mark.timeout(VM_JOB_TIMEOUT + 60)
+def test_a_vm_that_cannot_start_fails_with_one_line_and_leaves_nothing_behind():
+    # More memory than any machine has: the provider refuses at start; the run must say so in one
+    # line, destroy what Vagrant made and stop libvirtd (the box is the one the VM job built).
+    env = dict(os.environ, NETCONFORM_VM_MEMORY=str(64 * 2**20))  # MiB: 64 TiB
+    env.pop(sandbox.OUTER_ENV, None)
+    done = harness_cli("vm", "run", "debian12", "--", "suites/test_vlan.py", env=env,
+                       preexec_fn=sandbox.outside_preexec(), timeout=VM_JOB_TIMEOUT)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("netconform:")]
+    assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
+    assert len(lines) == 1 and "vagrant up failed" in lines[0] and "vagrant.log" in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert vm_processes() == [], "the VM (or libvirtd, or its dnsmasq) outlived the failed start"

@@ -32,6 +32,7 @@ REMOTE_PROJECT = "/netconform"
 TEST_TIMEOUT = int(os.environ.get("NETCONFORM_VM_TEST_TIMEOUT", "600"))  # per test; TCG is 25-65x slower
 EXIT_VM_FAILED = 3  # pytest's own codes: 1 tests failed, 2 interrupted, 4 usage, 5 nothing collected
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+RUBY_FRAME = re.compile(r"^/\S+:\d+:in `[^']*': ")  # "/usr/lib/ruby/...rb:7:in `create': <the message>"
 ERROR_HINTS = ("Error", "error", "failed", "Failed", "could not", "Could not", "not found", "refused", "timed out")
 
 
@@ -57,7 +58,7 @@ def last_error(log: str) -> str:
     lines = [line for line in lines if line and not line.startswith("from /") and "Progress:" not in line]
     for line in reversed(lines):
         if any(hint in line for hint in ERROR_HINTS):
-            return line[:400]
+            return RUBY_FRAME.sub("", line)[:400]
     return lines[-1][:400] if lines else "no output"
 
 

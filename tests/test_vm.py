@@ -140,13 +140,13 @@ def test_the_vm_gets_the_sessions_arguments_without_this_machines_paths():
 
 @pytest.mark.vm
 @pytest.mark.timeout(VM_JOB_TIMEOUT + 60)
-def test_a_vm_that_cannot_start_fails_with_one_line_and_leaves_nothing_behind():
+def test_a_vm_that_cannot_start_fails_with_one_line_and_leaves_nothing_behind(tmp_path):
     # More memory than any machine has: the provider refuses at start; the run must say so in one
     # line, destroy what Vagrant made and stop libvirtd (the box is the one the VM job built).
     env = dict(os.environ, NETCONFORM_VM_MEMORY=str(64 * 2**20))  # MiB: 64 TiB
     env.pop(sandbox.OUTER_ENV, None)
-    done = harness_cli("vm", "run", "debian12", "--", "suites/test_vlan.py", env=env,
-                       preexec_fn=sandbox.outside_preexec(), timeout=VM_JOB_TIMEOUT)
+    done = harness_cli("vm", "run", "debian12", "--results", str(tmp_path / "results"), "--",
+                       "suites/test_vlan.py", env=env, preexec_fn=sandbox.outside_preexec(), timeout=VM_JOB_TIMEOUT)
     lines = [line for line in done.stderr.splitlines() if line.startswith("netconform:")]
     assert done.returncode == 3, done.stdout[-2000:] + done.stderr[-2000:]
     assert len(lines) == 1 and "vagrant up failed" in lines[0] and "vagrant.log" in lines[0], done.stderr

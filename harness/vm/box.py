@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 import tomllib
 
 from ..errors import VmError
@@ -30,6 +31,7 @@ BOX_NAME = "netconform/debian12"
 SUITE, MIRROR = "bookworm", "http://deb.debian.org/debian"
 CACHE = os.environ.get("NETCONFORM_CACHE", "/var/cache/netconform")
 DISK_SIZE = "6G"  # sparse: the qcow2 holds what is used
+BUILD_SPACE = 4 * 2**30  # rootfs, raw image and qcow2 at once
 # Boot and login, then what `make setup` installs (APT_PACKAGES in the Makefile; graphviz
 # only draws reports on the host), then the kernel whose modules the sandbox lacks.
 PACKAGES = ("systemd-sysv", "udev", "dbus", "openssh-server", "sudo", "ifupdown", "isc-dhcp-client", "kmod",
@@ -84,6 +86,23 @@ def box_key(project: str) -> str:
             digest.update(handle.read())
     digest.update(vagrant_public_key().encode())
     return digest.hexdigest()[:12]
+
+
+def _build_root() -> str:
+    """Where the rootfs and images are made: RAM (/dev/shm) when it has room, as dpkg's fsyncs and
+    the copies cost most of a build on a disk; else the cache directory."""
+    try:
+        stats = os.statvfs("/dev/shm")
+    except OSError:
+        return CACHE
+    return "/dev/shm" if stats.f_bavail * stats.f_frsize >= BUILD_SPACE else CACHE
+
+
+def _step(log: str, what: str, started: float) -> float:
+    now = time.monotonic()
+    with open(log, "a") as out:
+        out.write(f"netconform: box build: {what} took {now - started:.1f} s\n")
+    return now
 
 
 def _run(argv: list[str], what: str, log: str, **kwargs) -> None:
@@ -196,17 +215,22 @@ def build(project: str, log_dir: str | None = None) -> str:
     if os.geteuid() != 0:
         raise VmError("building the box needs root (debootstrap, chroot)")
     os.makedirs(boxes, exist_ok=True)
-    workdir = os.path.join(CACHE, f"build-{key}")
+    workdir = os.path.join(_build_root(), f"netconform-box-build-{key}")
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir)
     log = os.path.join(log_dir or CACHE, f"box-build-{key}.log")
     open(log, "w").close()
     rootfs = os.path.join(workdir, "rootfs")
     try:
+        started = time.monotonic()
         debootstrap(rootfs, log)
+        started = _step(log, "debootstrap", started)
         configure(rootfs, project, log)
+        started = _step(log, "configure (chroot, pip)", started)
         qcow2, size = disk(rootfs, workdir, log)
+        started = _step(log, "mkfs.ext4 -d, qemu-img convert", started)
         package(rootfs, workdir, qcow2, size, key, out)
+        _step(log, "box file", started)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for old in glob.glob(os.path.join(boxes, "netconform-debian12-*.box")):

@@ -123,7 +123,15 @@ def _vm_run(args) -> str:
     def terminated(signum, frame):  # a CI timeout: still destroy the VM and stop libvirtd (finally)
         raise SystemExit(128 + signum)
     signal.signal(signal.SIGTERM, terminated)
-    pytest_args = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
+    # argparse's REMAINDER takes everything after NAME: the run's own options are those before "--".
+    rest = args.pytest_args
+    split = rest.index("--") if "--" in rest else 0
+    options = argparse.ArgumentParser(prog="python -m harness vm run NAME")
+    options.add_argument("--keep-vm", action="store_true")
+    options.add_argument("--results")
+    own = options.parse_args(rest[:split])
+    args.keep_vm, args.results = args.keep_vm or own.keep_vm, args.results or own.results
+    pytest_args = rest[split + 1:] if "--" in rest else rest
     try:
         record = driver.run(args.name, pytest_args, PROJECT, results=args.results, keep=args.keep_vm)
     except VmError as exc:

@@ -120,6 +120,16 @@ def test_no_vagrant_is_one_line_saying_what_to_install():
     assert "vagrant is not installed" in done.stderr and "apt-get install vagrant" in done.stderr
 
 
+def test_the_runs_own_options_may_follow_the_box_name():
+    # Before or after NAME, --keep-vm and --results are the run's; after "--" everything is pytest's.
+    env = dict(os.environ, PATH="/nonexistent")  # stops right after parsing, with the missing vagrant
+    for args in (["--keep-vm", "debian12"], ["debian12", "--keep-vm", "--results", "/tmp/x"]):
+        done = harness_cli("vm", "run", *args, "--", "suites/", "-k", "vlan", env=env)
+        assert done.returncode == 3 and "vagrant is not installed" in done.stderr, done.stderr
+    wrong = harness_cli("vm", "run", "debian12", "--no-such-option", "--", "suites/", env=env)
+    assert wrong.returncode == 2 and "--no-such-option" in wrong.stderr
+
+
 def test_vagrants_error_line_is_found_in_its_log(tmp_path):
     log = tmp_path / "vagrant.log"
     log.write_text("Bringing machine 'debian12' up with 'libvirt' provider...\n\x1b[0m==> debian12: Creating...\n"

@@ -173,7 +173,8 @@ def run(name: str, pytest_args: list[str], project: str, results: str | None = N
             if keep:
                 print(f"netconform: vm {name} kept; reach it with: nsenter --target={namespace.process.pid} "
                       f"--net --mount --wd={project} env VAGRANT_HOME={env['VAGRANT_HOME']} "
-                      f"VAGRANT_DOTFILE_PATH={env['VAGRANT_DOTFILE_PATH']} vagrant ssh {name}", file=out)
+                      f"VAGRANT_DOTFILE_PATH={env['VAGRANT_DOTFILE_PATH']} vagrant ssh {name} (and there "
+                      f"`vagrant destroy -f {name}` when done, then kill {namespace.process.pid})", file=out)
             else:
                 namespace.stop()
         if not keep:

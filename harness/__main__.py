@@ -9,6 +9,9 @@
     python -m harness script LAB                    the shell reproducer of a lab
     python -m harness teardown LAB                  the script that removes it again
     python -m harness topology LAB [--format dot]   a Mermaid (default) or Graphviz diagram
+    python -m harness vm list                       the VM boxes (harness/vm/boxes.json)
+    python -m harness vm box                        build (or reuse) and add the offline box netconform/debian12
+    python -m harness vm run NAME [--keep-vm] -- ARGS  run pytest ARGS in VM NAME; results in reports/vm/NAME
 
 LAB is a bundled lab's name (``001-vbridge``) or a lab file's path.
 """
@@ -89,6 +92,60 @@ def _report(args) -> str:
     return f"{matrix_text(table)}\n\nHTML report: {index}\n"
 
 
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _vm_list(args) -> str:
+    from .vm.driver import boxes
+    return "".join(f"{name}\t{spec['box']} ({', '.join(spec['providers'])}): {spec['about']}\n"
+                   for name, spec in boxes().items())
+
+
+def _vm_box(args) -> str:
+    import time
+
+    from .errors import VmError
+    from .vm import box
+    start = time.monotonic()
+    try:
+        path = box.build(PROJECT)
+    except VmError as exc:
+        raise LabError(f"vm box: {exc}") from None
+    return f"{box.BOX_NAME}: {path} ({time.monotonic() - start:.0f} s; added to Vagrant by `vm run debian12`)\n"
+
+
+def _vm_run(args) -> str:
+    import signal
+
+    from .errors import VmError
+    from .vm import driver
+
+    def terminated(signum, frame):  # a CI timeout: still destroy the VM and stop libvirtd (finally)
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, terminated)
+    # argparse's REMAINDER takes everything after NAME: the run's own options are those before "--".
+    rest = args.pytest_args
+    split = rest.index("--") if "--" in rest else 0
+    options = argparse.ArgumentParser(prog="python -m harness vm run NAME")
+    options.add_argument("--keep-vm", action="store_true")
+    options.add_argument("--results")
+    own = options.parse_args(rest[:split])
+    args.keep_vm, args.results = args.keep_vm or own.keep_vm, args.results or own.results
+    pytest_args = rest[split + 1:] if "--" in rest else rest
+    try:
+        record = driver.run(args.name, pytest_args, PROJECT, results=args.results, keep=args.keep_vm)
+    except VmError as exc:
+        print(f"netconform: {exc}", file=sys.stderr)
+        raise SystemExit(driver.EXIT_VM_FAILED) from None
+    times = ", ".join(f"{what} {seconds:g} s" for what, seconds in record.times.items())
+    fate = "VM destroyed" if record.destroyed else "VM kept"
+    print(f"netconform: vm {record.name} (kernel {record.kernel}): pytest exit {record.exit_code}; {times}; "
+          f"results in {record.results}; {fate}", file=sys.stderr)
+    if record.exit_code:
+        raise SystemExit(record.exit_code)
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +173,15 @@ def main(argv: list[str] | None = None) -> int:
     draw.add_argument("lab", help="a bundled lab's name or a lab file's path")
     draw.add_argument("--format", choices=FORMATS, default="mermaid")
     draw.set_defaults(run=lambda args: topology(load_lab(args.lab), args.format))
+    vm = commands.add_parser("vm", help="run the suites in Vagrant VMs").add_subparsers(dest="action", required=True)
+    vm.add_parser("list", help="the VM boxes").set_defaults(run=_vm_list)
+    vm.add_parser("box", help="build (or reuse) the offline box netconform/debian12").set_defaults(run=_vm_box)
+    vm_run = vm.add_parser("run", help="bring VM NAME up, run pytest there, bring the results back, destroy it")
+    vm_run.add_argument("name", help="a box of `vm list` (debian12: the offline box, built here)")
+    vm_run.add_argument("--keep-vm", action="store_true", help="leave the VM running afterwards")
+    vm_run.add_argument("--results", help="where the results go (default reports/vm/NAME)")
+    vm_run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then pytest's arguments")
+    vm_run.set_defaults(run=_vm_run)
     args = parser.parse_args(argv)
     try:
         sys.stdout.write(args.run(args))

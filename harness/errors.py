@@ -23,3 +23,7 @@ class CapabilityMissing(NetconformError):
 
 class ProbeError(NetconformError):
     """The probe engine was used wrongly (unknown interface, socket not listening...)."""
+
+
+class VmError(NetconformError):
+    """A VM run cannot go on (no vagrant, provider error, box missing, ssh failure...)."""

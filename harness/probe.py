@@ -29,7 +29,11 @@ ETH_P_ALL = 0x0003
 ETH_P_ARP = 0x0806
 PACKET_OUTGOING = 4
 SOL_PACKET = 263
+PACKET_AUXDATA = 8
 PACKET_IGNORE_OUTGOING = 23
+TP_STATUS_VLAN_VALID, TP_STATUS_VLAN_TPID_VALID = 0x10, 0x40
+AUXDATA = struct.Struct("IIIHHHH")  # struct tpacket_auxdata
+AUX_SPACE = socket.CMSG_SPACE(AUXDATA.size)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class _PortSocket:
         except OSError as exc:
             self.sock.close()
             raise ProbeError(f"cannot listen on {port}: {exc.strerror}") from None
+        self.sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
         self.sock.setblocking(False)
         self.history: list[Seen] = []
         self.since = 0  # history before this index belongs to earlier probes
@@ -88,6 +93,19 @@ class _PortSocket:
     def mac(self) -> bytes:
         """The interface's current MAC, from the socket itself (no netlink round trip)."""
         return self.sock.getsockname()[4]
+
+
+def _with_vlan_tag(raw: bytes, ancillary) -> bytes:
+    """The frame as it was on the wire: the kernel takes an 802.1Q tag out of a frame it
+    receives (and keeps one a VLAN device adds beside the frame) and tells a packet socket
+    only in PACKET_AUXDATA; put it back after the MACs, as libpcap does."""
+    for level, kind, data in ancillary:
+        if level == SOL_PACKET and kind == PACKET_AUXDATA and len(data) >= AUXDATA.size:
+            status, _, _, _, _, tci, tpid = AUXDATA.unpack_from(data)
+            if status & TP_STATUS_VLAN_VALID:
+                tpid = tpid if status & TP_STATUS_VLAN_TPID_VALID else 0x8100
+                return raw[:12] + struct.pack("!HH", tpid, tci) + raw[12:]
+    return raw
 
 
 def _mac_text(raw: bytes) -> str:
@@ -136,7 +154,7 @@ class Probe(StackExchanges):
     def _read(self, entry: _PortSocket):
         while True:
             try:
-                raw, address = entry.sock.recvfrom(65535)
+                raw, ancillary, _, address = entry.sock.recvmsg(65535, AUX_SPACE)
             except BlockingIOError:
                 return
             except OSError as exc:
@@ -145,7 +163,7 @@ class Probe(StackExchanges):
                 if exc.errno in (errno.ENETDOWN, errno.ENXIO, errno.ENODEV):
                     continue
                 raise
-            yield self._record(entry, raw, address[2] == PACKET_OUTGOING)
+            yield self._record(entry, _with_vlan_tag(raw, ancillary), address[2] == PACKET_OUTGOING)
 
     def drain(self) -> None:
         """Read (and record) everything pending; later expectations ignore it."""

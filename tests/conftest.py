@@ -15,3 +15,7 @@ def pytest_terminal_summary(terminalreporter):
         with open(KILL_TABLE) as table:
             for line in sorted(set(table)):
                 terminalreporter.write_line(line.rstrip())
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "vm: the real VM job (make check runs it on its own, after the other tests)")

@@ -1,7 +1,7 @@
 """The probe engine on a real lab: matching, deadlines, draining, ARP/ICMP/UDP/TCP, pcapng."""
 import pytest
 from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import ARP, Ether
+from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 from scapy.utils import PcapNgReader
 
@@ -36,6 +36,20 @@ def test_expect_returns_the_matching_frame_and_none_after_its_deadline(vbridge):
     seen = probe.expect(NS2, frame)
     assert seen is not None and bytes(seen.raw).startswith(bytes(frame))
     assert probe.expect(NS2, frame, timeout=QUIET_WINDOW) is None  # consumed: not found twice
+
+
+def test_an_802_1q_tag_is_seen_where_it_was_on_the_wire(vbridge):
+    # The receiving kernel moves the tag out of the frame (into PACKET_AUXDATA), with or
+    # without the 8021q module; the probe puts it back, as tcpdump does.
+    probe = vbridge.probe
+    probe.listen_all()
+    src, dst = vbridge.mac("ns1", "veth-1"), vbridge.mac("ns2", "veth-2")
+    tagged = Ether(src=src, dst=dst) / Dot1Q(vlan=10, prio=3) / IP(src="10.10.0.1", dst="10.10.0.2") / UDP()
+    probe.send(NS1, tagged)
+    seen = probe.expect(NS2, Ether(dst=dst) / Dot1Q(vlan=10, prio=3) / IP(dst="10.10.0.2"))
+    assert seen is not None, probe.evidence(NS2)
+    assert seen.raw[:18] == bytes(tagged)[:18]
+    assert probe.expect(NS3, Ether(dst=dst) / Dot1Q(vlan=11), timeout=QUIET_WINDOW) is None
 
 
 def test_an_expectation_ignores_what_came_before_the_last_send(vbridge):

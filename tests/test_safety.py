@@ -28,9 +28,15 @@ PROGRESS_DEADLINE = 120.0
 def start_outside(argv, tmp_path):
     env = dict(os.environ)
     env.pop(sandbox.OUTER_ENV, None)
+    outside = sandbox.outside_preexec(cwd=PROJECT)
+
+    def preexec():
+        # Started from a background job, this process ignores SIGINT, and the run would inherit
+        # that and never hear the ^C this file sends it: give it the default back.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        outside()
     return subprocess.Popen(argv + [f"--basetemp={tmp_path / 'run'}"], cwd=PROJECT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=sandbox.outside_preexec(cwd=PROJECT))
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=preexec)
 
 
 def wait_for_output(process, needle: str, deadline: float) -> str:

@@ -21,7 +21,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from . import nsutil
 from .errors import BuildError, CapabilityMissing, LabError
-from .firewall import iptables_restore_input
+from .firewall import filter_policies, iptables_restore_input
 from .tuntap import make_persistent_tuntap
 from .labfile import validate
 from .livelab import BR_NETFILTER_SYSCTLS, LiveLab
@@ -97,7 +97,7 @@ class _Builder:
             self.build_links_to_routes(started)
         finally:
             for _, process in started:
-                if process.poll() is None:
+                if process is not None and process.poll() is None:
                     process.kill()
                     process.wait()
         with self.step("ready"):
@@ -331,13 +331,26 @@ class _Builder:
             raise self.fail(f"node {node}: fdb {entry.mac} dev {entry.dev}", exc) from None
 
     # -- firewall ------------------------------------------------------------
-    def start_iptables(self, node: Node) -> tuple[Node, subprocess.Popen]:
-        """iptables-restore of the node's rules, started in its namespace; finish_iptables waits."""
+    def start_iptables(self, node: Node) -> tuple[Node, subprocess.Popen | None]:
+        """iptables-restore of the node's rules, started in its namespace; finish_iptables waits.
+        Built-in filter chains with a policy are made first, with it (firewall.filter_policies)."""
         tool = shutil.which("iptables-restore")
         if tool is None:
             raise CapabilityMissing("iptables is not installed (no iptables-restore on PATH); "
                                     "apt-get install iptables")
-        text, _ = iptables_restore_input(node.iptables)
+        script, rules = filter_policies(node.iptables)
+        nft = shutil.which("nft") if script else None
+        if nft is None:
+            rules = node.iptables
+        else:
+            done = self.live.run(node.name, [nft, "-f", "-"], input=script)
+            if done.returncode != 0:
+                message = (done.stderr.strip().splitlines() or ["exit %d" % done.returncode])[0]
+                raise BuildError(f"lab {self.lab.name} ({self.lab.source}): node {node.name}: iptables policy "
+                                 f"(nft): {message}")
+            if not rules:
+                return node, None
+        text, _ = iptables_restore_input(rules)
         with self.live.entered(node.name):
             process = subprocess.Popen([tool, "--noflush"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE, text=True)
@@ -350,7 +363,9 @@ class _Builder:
                 stdin.close()
         return node, process
 
-    def finish_iptables(self, node: Node, process: subprocess.Popen) -> None:
+    def finish_iptables(self, node: Node, process: subprocess.Popen | None) -> None:
+        if process is None:
+            return
         try:
             _, stderr = process.communicate(timeout=IPTABLES_TIMEOUT)
         except subprocess.TimeoutExpired:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import pickle
 import re
 import shlex
 from importlib import resources
@@ -115,12 +116,24 @@ def lab_from_dict(data: Any, source: str = "<dict>") -> Lab:
     return lab
 
 
+_parsed: dict[tuple[str, str], bytes] = {}  # (path, its text) -> the valid Lab, pickled
+
+
 def load_lab_file(path: str) -> Lab:
+    """The lab in file ``path``, checked. Text already parsed and checked from this path is
+    not parsed and checked again: a fresh copy of its Lab comes back in ~15 us instead of
+    ~0.6 ms (a suite builds the same labs over and over)."""
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.load(handle, Loader=_LabLoader)  # noqa: S506 - a safe loader
+            text = handle.read()
+        key = (os.path.abspath(path), text)
+        if key in _parsed:
+            return pickle.loads(_parsed[key])
+        data = yaml.load(text, Loader=_LabLoader)  # noqa: S506 - a safe loader
     except OSError as exc:
         raise LabError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise LabError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(top)"
@@ -128,7 +141,9 @@ def load_lab_file(path: str) -> Lab:
         raise LabError(f"{path}: {where}: broken YAML: {problem}") from None
     if data is None:
         raise LabError(f"{path}: (top): the file is empty (a lab file is a mapping with lab and nodes)")
-    return lab_from_dict(data, source=path)
+    lab = lab_from_dict(data, source=path)
+    _parsed[key] = pickle.dumps(lab)
+    return lab
 
 
 def bundled_lab_dir() -> str:

@@ -274,3 +274,23 @@ def test_python_duplicate_node_names_are_a_lab_error():
     with pytest.raises(LabError) as info:
         validate(lab)
     check_message(str(info.value), "<python>", "nodes.ns1", "twice")
+
+
+def test_a_file_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("lab: caf\xe9\nnodes: {}\n".encode("latin-1"))
+    with pytest.raises(LabError) as info:
+        load_lab(str(path))
+    assert str(info.value) == f"{path}: not UTF-8 text (byte 8: invalid continuation byte)"
+
+
+def test_a_changed_file_is_read_again(tmp_path):
+    """Labs are kept by their text: the same path with other text is parsed and checked anew."""
+    path = tmp_path / "lab.yaml"
+    path.write_text("lab: t\nnodes: {ns1: {}}\n")
+    assert [n.name for n in load_lab(str(path)).nodes] == ["host", "ns1"]
+    path.write_text("lab: t\nnodes: {ns2: {}}\n")
+    assert [n.name for n in load_lab(str(path)).nodes] == ["host", "ns2"]
+    path.write_text("lab: t\nnodes: {ns2: {bogus: 1}}\n")
+    with pytest.raises(LabError):
+        load_lab(str(path))

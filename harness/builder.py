@@ -8,20 +8,16 @@ run as programs (with argument lists), because they have no library.
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import ipaddress
 import os
-import shutil
-import subprocess
 import time
 from typing import Callable, ContextManager
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from . import nsutil
+from . import firewall, nsutil
 from .errors import BuildError, CapabilityMissing, LabError
-from .firewall import filter_policies, iptables_restore_input
 from .tuntap import make_persistent_tuntap
 from .labfile import validate
 from .livelab import BR_NETFILTER_SYSCTLS, LiveLab
@@ -38,7 +34,6 @@ from .netops import (
 )
 
 READY_TIMEOUT = 5.0  # seconds for linkwatch to bring carriers up; normally a few ms
-IPTABLES_TIMEOUT = 30.0  # seconds for iptables-restore; normally 5-20 ms
 TABLES = {"main": 254, "local": 255, "default": 253}
 SCOPES = {"global": 0, "link": 253, "host": 254}
 ROUTE_TYPES = {"unicast": 1, "blackhole": 6, "unreachable": 7, "prohibit": 8}
@@ -92,7 +87,7 @@ class _Builder:
         # iptables-restore matches interfaces by name, it does not look them up: it can run while
         # the links are made. Its time is mostly the kernel's (an nftables commit, an RCU grace
         # period when it closes its socket), so overlapping it hides it.
-        started = [self.start_iptables(node) for node in lab.nodes if node.iptables]
+        started = [(node, firewall.start_iptables(live, lab, node)) for node in lab.nodes if node.iptables]
         try:
             self.build_links_to_routes(started)
         finally:
@@ -147,10 +142,10 @@ class _Builder:
                     self.add_fdb(node.name, entry)
         with self.step("firewall"):
             for node, process in started:
-                self.finish_iptables(node, process)
+                firewall.finish_iptables(lab, node, process)
             for node in lab.nodes:
                 if node.nftables:  # after the links: a ruleset may name a device nft resolves now (iif)
-                    self.nftables(node)
+                    firewall.load_nftables(self.live, lab, node)
 
     # -- links ---------------------------------------------------------------
     def create_link(self, node: Node, link: Link) -> None:
@@ -329,62 +324,6 @@ class _Builder:
             self.live.ipr(node).fdb("append", **spec)
         except NetlinkError as exc:
             raise self.fail(f"node {node}: fdb {entry.mac} dev {entry.dev}", exc) from None
-
-    # -- firewall ------------------------------------------------------------
-    def start_iptables(self, node: Node) -> tuple[Node, subprocess.Popen | None]:
-        """iptables-restore of the node's rules, started in its namespace; finish_iptables waits.
-        Built-in filter chains with a policy are made first, with it (firewall.filter_policies)."""
-        tool = shutil.which("iptables-restore")
-        if tool is None:
-            raise CapabilityMissing("iptables is not installed (no iptables-restore on PATH); "
-                                    "apt-get install iptables")
-        script, rules = filter_policies(node.iptables)
-        nft = shutil.which("nft") if script else None
-        if nft is None:
-            rules = node.iptables
-        else:
-            done = self.live.run(node.name, [nft, "-f", "-"], input=script)
-            if done.returncode != 0:
-                message = (done.stderr.strip().splitlines() or ["exit %d" % done.returncode])[0]
-                raise BuildError(f"lab {self.lab.name} ({self.lab.source}): node {node.name}: iptables policy "
-                                 f"(nft): {message}")
-            if not rules:
-                return node, None
-        text, _ = iptables_restore_input(rules)
-        with self.live.entered(node.name):
-            process = subprocess.Popen([tool, "--noflush"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True)
-        stdin, process.stdin = process.stdin, None  # all of it now; communicate() later reads the answers
-        try:
-            stdin.write(text)
-            stdin.close()
-        except BrokenPipeError:  # it stopped reading: a refused line; finish_iptables says which
-            with contextlib.suppress(BrokenPipeError):
-                stdin.close()
-        return node, process
-
-    def finish_iptables(self, node: Node, process: subprocess.Popen | None) -> None:
-        if process is None:
-            return
-        try:
-            _, stderr = process.communicate(timeout=IPTABLES_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            raise BuildError(f"lab {self.lab.name}: node {node.name}: iptables-restore gave no answer within "
-                             f"{IPTABLES_TIMEOUT:g} s") from None
-        if process.returncode != 0:
-            message = (stderr.strip().splitlines() or ["exit %d" % process.returncode])[0]
-            raise BuildError(f"lab {self.lab.name} ({self.lab.source}): node {node.name}: iptables: {message}")
-
-    def nftables(self, node: Node) -> None:
-        tool = shutil.which("nft")
-        if tool is None:
-            raise CapabilityMissing("nftables is not installed (no nft on PATH); apt-get install nftables")
-        done = self.live.run(node.name, [tool, "-f", "-"], input=node.nftables)
-        if done.returncode != 0:
-            message = (done.stderr.strip().splitlines() or ["exit %d" % done.returncode])[0]
-            raise BuildError(f"lab {self.lab.name} ({self.lab.source}): node {node.name}: nft: {message}")
 
     # -- readiness -------------------------------------------------------------
     def wait_ready(self, node: str) -> None:

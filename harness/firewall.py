@@ -1,7 +1,15 @@
-"""iptables rules of a lab, as one iptables-restore document per node."""
+"""A lab's firewall: iptables rules as one iptables-restore document per node (started
+while the rest of the lab is built, waited for at its end), nftables rulesets."""
 from __future__ import annotations
 
+import contextlib
 import shlex
+import shutil
+import subprocess
+
+from .errors import BuildError, CapabilityMissing
+
+IPTABLES_TIMEOUT = 30.0  # seconds for iptables-restore; normally 5-20 ms
 
 
 def _restore_quote(arg: str) -> str:
@@ -63,3 +71,61 @@ def filter_policies(rules: list[str]) -> tuple[str | None, list[str]]:
         f"add chain ip filter {chain} {{ type filter hook {FILTER_HOOKS[chain]} priority 0; policy {policy}; }}\n"
         for chain, policy in policies.items())
     return script, rest
+
+
+def _refused(lab, node, what: str, code: int, stderr: str) -> BuildError:
+    message = (stderr.strip().splitlines() or [f"exit {code}"])[0]
+    return BuildError(f"lab {lab.name} ({lab.source}): node {node.name}: {what}: {message}")
+
+
+def start_iptables(live, lab, node) -> subprocess.Popen | None:
+    """iptables-restore of ``node``'s rules, started in its namespace (finish_iptables waits);
+    built-in filter chains with a policy are made first, with it (filter_policies)."""
+    tool = shutil.which("iptables-restore")
+    if tool is None:
+        raise CapabilityMissing("iptables is not installed (no iptables-restore on PATH); apt-get install iptables")
+    script, rules = filter_policies(node.iptables)
+    nft = shutil.which("nft") if script else None
+    if nft is None:
+        rules = node.iptables
+    else:
+        done = live.run(node.name, [nft, "-f", "-"], input=script)
+        if done.returncode != 0:
+            raise _refused(lab, node, "iptables policy (nft)", done.returncode, done.stderr)
+        if not rules:
+            return None
+    text, _ = iptables_restore_input(rules)
+    with live.entered(node.name):
+        process = subprocess.Popen([tool, "--noflush"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+    stdin, process.stdin = process.stdin, None  # all of it now; communicate() later reads the answers
+    try:
+        stdin.write(text)
+        stdin.close()
+    except BrokenPipeError:  # it stopped reading: a refused line; finish_iptables says which
+        with contextlib.suppress(BrokenPipeError):
+            stdin.close()
+    return process
+
+
+def finish_iptables(lab, node, process: subprocess.Popen | None) -> None:
+    if process is None:
+        return
+    try:
+        _, stderr = process.communicate(timeout=IPTABLES_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise BuildError(f"lab {lab.name}: node {node.name}: iptables-restore gave no answer within "
+                         f"{IPTABLES_TIMEOUT:g} s") from None
+    if process.returncode != 0:
+        raise _refused(lab, node, "iptables", process.returncode, stderr)
+
+
+def load_nftables(live, lab, node) -> None:
+    tool = shutil.which("nft")
+    if tool is None:
+        raise CapabilityMissing("nftables is not installed (no nft on PATH); apt-get install nftables")
+    done = live.run(node.name, [tool, "-f", "-"], input=node.nftables)
+    if done.returncode != 0:
+        raise _refused(lab, node, "nft", done.returncode, done.stderr)

@@ -21,7 +21,7 @@ def note(kind: str, used: float, allowed: float) -> None:
     if allowed <= 0:
         return
     current = _worst.get(kind)
-    if current is None or used / allowed > current["used"] / current["allowed"]:
+    if current is None or used / allowed > _share(current):
         _worst[kind] = {"used": used, "allowed": allowed, "where": where}
 
 
@@ -42,13 +42,23 @@ def dump(directory: str, name: str) -> str:
     return path
 
 
+def _share(entry: dict) -> float:
+    return entry["used"] / entry["allowed"]
+
+
+def worst_of(tables) -> dict[str, dict]:
+    """Per kind, the entry that used the most of its deadline, over several {kind: entry} tables."""
+    merged: dict[str, dict] = {}
+    for table in tables:
+        for kind, entry in table.items():
+            if kind not in merged or _share(entry) > _share(merged[kind]):
+                merged[kind] = entry
+    return merged
+
+
 def merge(paths) -> dict[str, dict]:
     """The worst of several dumps, per kind."""
-    merged: dict[str, dict] = {}
-    for path in paths:
+    def read(path):
         with open(path, encoding="utf-8") as handle:
-            for kind, entry in json.load(handle).items():
-                current = merged.get(kind)
-                if current is None or entry["used"] / entry["allowed"] > current["used"] / current["allowed"]:
-                    merged[kind] = entry
-    return merged
+            return json.load(handle)
+    return worst_of(read(path) for path in paths)

@@ -109,13 +109,9 @@ def one_run(index: int, work: str, pytest_args: list[str]) -> dict:
 
 
 def worst_margins(runs: list[dict]) -> dict:
-    merged: dict[str, dict] = {}
-    for run in runs:
-        for kind, entry in run["margins"].items():
-            current = merged.get(kind)
-            if current is None or entry["used"] / entry["allowed"] > current["used"] / current["allowed"]:
-                merged[kind] = dict(entry, run=run["run"])
-    return merged
+    """Per kind, the closest call over all runs, with the run it came in."""
+    return margins.worst_of({kind: dict(entry, run=run["run"]) for kind, entry in run["margins"].items()}
+                            for run in runs)
 
 
 def table(report: dict) -> str:

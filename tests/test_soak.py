@@ -59,3 +59,12 @@ def test_a_suite_soaked_once_passes_and_reports_its_margins(tmp_path):
     for kind, margin in report["margins"].items():
         assert 0 < margin["used"] < margin["allowed"] and margin["where"].startswith("suites/test_veth.py"), margin
     assert "verdict: 1/1 runs passed" in done.stdout and "timing margins" in done.stdout
+
+
+def test_the_worst_margin_is_the_largest_share_of_its_deadline_not_the_longest_wait():
+    from harness.margins import worst_of
+    short_deadline = {"expect": {"used": 0.03, "allowed": 0.04, "where": "a"}}  # 75 %
+    long_wait = {"expect": {"used": 0.5, "allowed": 2.0, "where": "b"}, "arp": {"used": 0.1, "allowed": 1.0,
+                                                                           "where": "c"}}  # 25 %
+    assert worst_of([long_wait, short_deadline]) == {"expect": short_deadline["expect"], "arp": long_wait["arp"]}
+    assert worst_of([short_deadline, long_wait])["expect"]["where"] == "a"

@@ -78,7 +78,7 @@ conformance: setup
 # checks. Each step runs whatever the one before did; any failing fails make check.
 check: setup-check
 	@status=0; $(PYTEST) tests/ -n $(WORKERS) -m "not vm" || status=$$?; \
-	$(PY) -m harness.soak --runs $(CHECK_SOAK_RUNS) -- suites -n $(WORKERS) || status=$$?; \
+	$(PY) -m harness.bench.soak --runs $(CHECK_SOAK_RUNS) -- suites -n $(WORKERS) || status=$$?; \
 	$(MAKE) --no-print-directory vm-check || status=$$?; exit $$status
 
 # Build or reuse the offline box, run the VM smoke subset in it, results in reports/vm/debian12.
@@ -89,7 +89,7 @@ bench: setup
 	$(PY) -m harness.bench
 
 soak: setup
-	$(PY) -m harness.soak --runs $(SOAK_RUNS) -- suites -n $(WORKERS)
+	$(PY) -m harness.bench.soak --runs $(SOAK_RUNS) -- suites -n $(WORKERS)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) reports/* *.egg-info

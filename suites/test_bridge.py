@@ -5,10 +5,10 @@ import time
 
 import pytest
 
-from fixtures import lab_fixture
-from harness import bridge
-from harness.livelab import address, set_link
-from harness.netops import NetlinkWatch, RTMGRP_IPV4_ROUTE
+from pytest_netconform import lab_fixture
+from harness.kernel import bridge
+from harness.lab.live import address, set_link
+from harness.kernel.netops import NetlinkWatch, RTMGRP_IPV4_ROUTE
 from harness.probe import DEADLINE, QUIET_WINDOW, Port, l2_frame
 
 bridge_abc = lab_fixture("000-bridge-abc")

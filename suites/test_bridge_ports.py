@@ -5,9 +5,9 @@ port isolation, each seen on the wire of the ports.
 import pytest
 from scapy.layers.l2 import STP
 
-from fixtures import lab_fixture
-from harness import bridge
-from harness.livelab import set_link
+from pytest_netconform import lab_fixture
+from harness.kernel import bridge
+from harness.lab.live import set_link
 from harness.probe import DEADLINE, Port, l2_frame
 
 bridge_abc = lab_fixture("000-bridge-abc")

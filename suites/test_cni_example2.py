@@ -12,8 +12,8 @@ import pytest
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import Ether
 
-from fixtures import lab_fixture
-from harness.livelab import set_link
+from pytest_netconform import lab_fixture
+from harness.lab.live import set_link
 from harness.probe import QUIET_WINDOW, Port
 
 example2 = lab_fixture("003-example2")

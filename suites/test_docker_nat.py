@@ -11,7 +11,7 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
-from fixtures import lab_fixture
+from pytest_netconform import lab_fixture
 from harness.probe import DEADLINE, QUIET_WINDOW, Port
 
 docker_iptables = lab_fixture("004-docker-nat")

@@ -8,7 +8,7 @@ import ipaddress
 
 import pytest
 
-from fixtures.labs import build_for
+from pytest_netconform.labs import build_for
 from harness.probe import QUIET_WINDOW
 
 # lab -> the document's pings: (from node, to address)

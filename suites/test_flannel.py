@@ -3,7 +3,7 @@
 Two nodes with public IPs 172.16.0.1 and 172.16.0.2 on an underlay; pods on each
 node's cni0. Same-node traffic is bridged on cni0; cross-node traffic is seen on the
 underlay as the backend wraps it: a whole Ethernet frame in VXLAN (VNI 1, UDP 8472),
-or the bare IP packet in UDP 8285 by the user-space encapsulator (harness.tunnel).
+or the bare IP packet in UDP 8285 by the user-space encapsulator (harness.emulate.tunnel).
 """
 import os
 
@@ -12,11 +12,11 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import ARP, Ether
 from scapy.layers.vxlan import VXLAN
 
-from fixtures import lab_fixture
-from harness import tunnel
-from harness.builder import build
+from pytest_netconform import lab_fixture
+from harness.emulate import tunnel
+from harness.lab.build import build
 from harness.errors import CapabilityMissing
-from harness.labfile import load_lab
+from harness.lab.file import load_lab
 from harness.probe import QUIET_WINDOW, Port, Probe
 
 flannel_vxlan = lab_fixture("004-flannel-vxlan")

@@ -13,8 +13,8 @@ import pytest
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
 
-from fixtures import lab_fixture
-from harness.livelab import address, set_link
+from pytest_netconform import lab_fixture
+from harness.lab.live import address, set_link
 from harness.probe import QUIET_WINDOW, Port
 
 pytestmark = pytest.mark.requires("ipvlan")

@@ -10,9 +10,9 @@ from pyroute2.netlink.exceptions import NetlinkError
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
 
-from fixtures import lab_fixture
-from harness import bridge
-from harness.netops import NUD_PERMANENT
+from pytest_netconform import lab_fixture
+from harness.kernel import bridge
+from harness.kernel.netops import NUD_PERMANENT
 from harness.probe import QUIET_WINDOW, Port
 
 mv_bridge = lab_fixture("004-macvlan-bridge")

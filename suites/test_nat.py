@@ -3,7 +3,7 @@ step 6). The document's internet (8.8.8.8) is the lab namespace "internet".
 """
 import pytest
 
-from fixtures import lab_fixture
+from pytest_netconform import lab_fixture
 from harness.probe import QUIET_WINDOW
 
 routed = lab_fixture("000-routed-containers")

@@ -6,8 +6,8 @@ the host's routing with 169.254.1.1 as a gateway nobody owns.
 """
 import pytest
 
-from fixtures import lab_fixture
-from harness import nsutil
+from pytest_netconform import lab_fixture
+from harness.kernel import nsutil
 from harness.probe import QUIET_WINDOW, Port
 
 calico = lab_fixture("000-calico")

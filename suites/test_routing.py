@@ -6,8 +6,8 @@ import pytest
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 
-from fixtures import lab_fixture
-from harness import nsutil
+from pytest_netconform import lab_fixture
+from harness.kernel import nsutil
 from harness.probe import QUIET_WINDOW, Port
 
 lpm = lab_fixture("000-lpm")

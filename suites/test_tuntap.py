@@ -1,7 +1,7 @@
 """TUN and TAP: document 004, "TAP/TUN" and its two tunnels.
 
 The test is the user program: it attaches to the lab's persistent tap0/tun0 through
-/dev/net/tun (harness.tunnel.open_tuntap) and reads and writes the fd. A TAP carries
+/dev/net/tun (harness.emulate.tunnel.open_tuntap) and reads and writes the fd. A TAP carries
 whole Ethernet frames, ARP included, and can be a bridge port; a TUN carries bare IP
 packets and never ARPs.
 """
@@ -12,9 +12,9 @@ import pytest
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
 
-from fixtures import lab_fixture
-from harness import tunnel
-from harness.livelab import set_link
+from pytest_netconform import lab_fixture
+from harness.emulate import tunnel
+from harness.lab.live import set_link
 from harness.probe import QUIET_WINDOW, Port, l2_frame
 
 tuntap = lab_fixture("004-tuntap")

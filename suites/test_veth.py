@@ -6,9 +6,9 @@ ifindex, and deleting one end (or its namespace) removes both.
 """
 import pytest
 
-from fixtures import lab_fixture
-from harness.livelab import delete_link, set_link
-from harness.netops import NetlinkWatch, RTMGRP_LINK
+from pytest_netconform import lab_fixture
+from harness.lab.live import delete_link, set_link
+from harness.kernel.netops import NetlinkWatch, RTMGRP_LINK
 from harness.probe import QUIET_WINDOW, Port, l2_frame
 
 veth_basics = lab_fixture("000-veth-basics")

@@ -16,7 +16,7 @@ import pytest
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
-from fixtures import lab_fixture
+from pytest_netconform import lab_fixture
 from harness.probe import QUIET_WINDOW, Port
 
 pytestmark = pytest.mark.requires("vlan")

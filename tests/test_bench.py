@@ -102,7 +102,7 @@ def test_bench_writes_table_and_complete_json(tmp_path):
 
 def test_bars_fail_when_a_figure_misses_them():
     """The verdicts can say FAIL: a 1000-pod build of 11 s, a per-pod cost that triples, a 15 % overhead."""
-    from harness.benchreport import bars
+    from harness.bench.report import bars
 
     results = {"lab": "001-vbridge", "001-vbridge": {"ratio_build": 6.0},
                "probe": {"arp_ms": 0.1, "icmp_ms": 0.1, "expect_none_ms": 41.0},

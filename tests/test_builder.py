@@ -15,11 +15,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness import capabilities
-from harness.builder import build
+from harness.kernel import capabilities
+from harness.lab.build import build
 from harness.errors import BuildError, CapabilityMissing, LabError, NetconformError
-from harness.labfile import bundled_labs, lab_from_dict, load_lab
-from harness.model import HOST
+from harness.lab.file import bundled_labs, lab_from_dict, load_lab
+from harness.lab.model import HOST
 
 NETNS = "/run/netns"
 SUBPROCESS_TIMEOUT = 100  # seconds; the ini timeout of a test is 120
@@ -236,6 +236,7 @@ def test_nodes_keeps_file_order_even_with_host_declared_last():
 def run_pytest(tmp_path, files: dict[str, str], *args: str):
     for name, text in files.items():
         (tmp_path / name).write_text(textwrap.dedent(text))
+    (tmp_path / "pytest.ini").write_text("[pytest]\nnetconform = true\n")  # a user's project that uses netconform
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
     env["NC_HOOK_LOG"] = str(tmp_path / "events.jsonl")
@@ -269,7 +270,7 @@ HOOK_PLUGIN = """\
 """
 
 HOOKED_TESTS = """\
-    from fixtures import lab_fixture
+    from pytest_netconform import lab_fixture
     from nc_hook_plugin import log
 
     vbridge = lab_fixture("001-vbridge")
@@ -310,7 +311,7 @@ def test_lab_ready_hook_fires_once_per_lab_before_the_body(tmp_path):
 
 CAPABILITY_TESTS = """\
     import pytest
-    from harness import capabilities
+    from harness.kernel import capabilities
 
     @pytest.mark.requires("ipvlan")
     def test_ipvlan():

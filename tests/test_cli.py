@@ -2,7 +2,7 @@
 import subprocess
 import sys
 
-from harness.labfile import bundled_labs
+from harness.lab.file import bundled_labs
 
 
 def harness_cli(*args, timeout=60):

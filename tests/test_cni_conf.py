@@ -5,13 +5,13 @@ import json
 
 import pytest
 
-from harness.builder import build
+from harness.lab.build import build
 from harness.cni.backend import CniBackend, backend_for
 from harness.cni.conf import ConfError, load
 from harness.cni.reality import mismatches
 from harness.cni.runtime import CniError, Runtime
 from harness.errors import CapabilityMissing, NetconformError
-from harness.labfile import load_lab
+from harness.lab.file import load_lab
 
 BRIDGE = {"type": "bridge", "bridge": "cni0", "isGateway": True,
           "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.97.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}}

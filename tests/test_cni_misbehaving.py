@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.builder import build
+from harness.lab.build import build
 from harness.cni.backend import Attachment
 from harness.cni.conf import parse
 from harness.cni.reality import leftovers, mismatches, snapshot
 from harness.cni.runtime import CniError, Runtime
 from harness.errors import CapabilityMissing
-from harness.labfile import load_lab
+from harness.lab.file import load_lab
 
 PLUGINS = Path(__file__).parent / "cni_plugins"
 TIMEOUT = 2.0  # seconds the runtime gives a plugin here

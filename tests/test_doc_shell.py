@@ -1,10 +1,10 @@
-"""The documents' own commands (harness/labs/shell/LAB.sh) build what the harness builds.
+"""The documents' own commands (harness/lab/data/shell/LAB.sh) build what the harness builds.
 
 For each document lab the harness builds it (``builder.build``) and its state is read
 back, namespace by namespace; then the script's build part runs with ``sh -e`` in a
 scratch namespace standing in for the document's host (the node ``host``; every
 ``ip netns add`` is a node), its state is read the same way and the two are compared
-with ``harness.docshell.differences``. The teardown part must then leave the scratch
+with ``harness.lab.docshell.differences``. The teardown part must then leave the scratch
 namespace with nothing but ``lo`` and no named namespace. Negative twins prove that
 the comparison and the teardown check each see a broken script.
 """
@@ -13,11 +13,13 @@ import re
 
 import pytest
 
-from harness import capabilities, docshell, nsutil
-from harness.builder import build
-from harness.labfile import bundled_labs, load_lab
-from harness.model import HOST
-from harness.netops import RTMGRP_LINK, NetlinkWatch, close_quietly, ipr_in, safe_close_fd
+from harness.kernel import capabilities
+from harness.lab import docshell
+from harness.kernel import nsutil
+from harness.lab.build import build
+from harness.lab.file import bundled_labs, load_lab
+from harness.lab.model import HOST
+from harness.kernel.netops import RTMGRP_LINK, NetlinkWatch, close_quietly, ipr_in, safe_close_fd
 
 NETNS = nsutil.NETNS_RUN_DIR
 SCRIPTS = docshell.scripts()

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ElementTree
 
 import pytest
 
-from fixtures.faults import CATALOGUE
+from pytest_netconform.faults import CATALOGUE
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KILL_TABLE = os.path.join(PROJECT, "reports", "kill-table.txt")

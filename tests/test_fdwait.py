@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness import fdwait
+from harness.kernel import fdwait
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """firewall.filter_policies: built-in filter chains with a policy are made with it by nft (one
 commit, ~3 ms) instead of by iptables -P (a chain update, ~15 ms); everything else stays
 with iptables-restore. That the result reads the same is tests/test_doc_shell.py's check."""
-from harness.firewall import filter_policies
+from harness.kernel.firewall import filter_policies
 
 
 def test_filter_policies_become_chains_made_with_their_policy():

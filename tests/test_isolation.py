@@ -16,7 +16,8 @@ import tempfile
 
 import pytest
 
-from harness import nsutil, sandbox
+from harness.kernel import nsutil
+from harness.kernel import sandbox
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITE_TIMEOUT = 600

@@ -8,8 +8,8 @@ The YAML cases hold for both of PyYAML's parsers (libyaml's CSafeLoader and the 
 import pytest
 
 from harness.errors import LabError
-from harness.labfile import bundled_labs, lab_from_dict, load_lab, load_lab_file, validate
-from harness.model import HOST, Lab, Link, Node, Peer, Route
+from harness.lab.file import bundled_labs, lab_from_dict, load_lab, load_lab_file, validate
+from harness.lab.model import HOST, Lab, Link, Node, Peer, Route
 
 # ns1 with a veth to the host and 10.0.0.1/24: the base most cases add one line to.
 BASE = """\

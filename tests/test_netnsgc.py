@@ -6,9 +6,9 @@ import socket
 
 import pytest
 
-from harness import nsutil
-from harness.netnsgc import cleanup_barrier
-from harness.rtnl import Rtnl
+from harness.kernel import nsutil
+from harness.kernel.netnsgc import cleanup_barrier
+from harness.kernel.rtnl import Rtnl
 
 
 def doomed_namespace_with_a_peer_here(name: str) -> None:

@@ -5,9 +5,9 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw
 from scapy.utils import PcapNgReader
 
-from fixtures import lab_fixture
+from pytest_netconform import lab_fixture
 from harness.errors import ProbeError
-from harness.match import template_matches
+from harness.probe.match import template_matches
 from harness.probe import QUIET_WINDOW, Port, l2_frame
 
 vbridge = lab_fixture("001-vbridge")

@@ -1,6 +1,6 @@
-"""harness.render: the shell reproducer builds what the harness builds; the diagrams name everything.
+"""harness.lab.script and harness.lab.topology: the shell reproducer builds what the harness builds; the diagrams name everything.
 
-Each lab is built twice: by ``builder.build`` and by running ``render.shell_script``
+Each lab is built twice: by ``builder.build`` and by running ``script.shell_script``
 with ``sh`` in a scratch "host" namespace. Both are read back over netlink (pyroute2),
 plus sysctls, iptables-save and nft, and compared node by node.
 """
@@ -12,13 +12,14 @@ import sys
 
 import pytest
 
-from harness import nsutil, render
-from harness.builder import build
+from harness.kernel import nsutil
+from harness.lab import script, topology
+from harness.lab.build import build
 from harness.errors import CapabilityMissing
-from harness.labfile import bundled_labs, lab_from_dict, load_lab
-from harness.livelab import BR_NETFILTER_SYSCTLS
-from harness.model import HOST
-from harness.netops import close_quietly, ipr_in, safe_close_fd
+from harness.lab.file import bundled_labs, lab_from_dict, load_lab
+from harness.lab.live import BR_NETFILTER_SYSCTLS
+from harness.lab.model import HOST
+from harness.kernel.netops import close_quietly, ipr_in, safe_close_fd
 
 AF_INET, AF_BRIDGE = 2, 7
 IFF_UP, RTNH_F_ONLINK, NUD_PERMANENT = 0x1, 0x4, 0x80
@@ -254,7 +255,7 @@ def test_script_builds_what_the_harness_builds(name, tmp_path):
     expected = harness_build(lab)
     for node, ifname in lab.interfaces():  # the snapshot really reads the lab
         assert ifname in expected[node]["links"], f"{node}/{ifname} missing from the harness build"
-    got = run_in_scratch_host(lab, [render.shell_script(lab)], tmp_path)
+    got = run_in_scratch_host(lab, [script.shell_script(lab)], tmp_path)
     assert differences(got, expected) == []
 
 
@@ -271,7 +272,7 @@ def test_builder_and_script_agree_where_they_once_differed(data, tmp_path):
     """A tap's MAC and MTU, and an iptables argument with a space in it."""
     lab = lab_from_dict(data, source=f"<{data['lab']}>")
     expected = harness_build(lab)
-    assert differences(run_in_scratch_host(lab, [render.shell_script(lab)], tmp_path), expected) == []
+    assert differences(run_in_scratch_host(lab, [script.shell_script(lab)], tmp_path), expected) == []
 
 
 MUTATIONS = [  # (what the twin script loses, the difference it must show)
@@ -287,7 +288,7 @@ MUTATIONS = [  # (what the twin script loses, the difference it must show)
 def test_comparison_sees_a_missing_command(pattern, expected, tmp_path):
     lab = load_lab("001-vbridge")
     baseline = harness_build(lab)
-    lines = render.shell_script(lab).splitlines()
+    lines = script.shell_script(lab).splitlines()
     twin = [line for line in lines if not re.search(pattern, line)]
     assert len(twin) == len(lines) - 1, f"{pattern!r} should match exactly one line of the script"
     found = differences(run_in_scratch_host(lab, ["\n".join(twin) + "\n"], tmp_path), baseline)
@@ -299,7 +300,7 @@ def test_teardown_script_removes_the_lab(name, tmp_path):
     lab = lab_named(name)
     harness_build(lab)  # skips when the kernel lacks a kind
     empty = lab_from_dict({"lab": "empty", "nodes": {"host": None}})
-    left = run_in_scratch_host(lab, [render.shell_script(lab), render.teardown_script(lab)], tmp_path)
+    left = run_in_scratch_host(lab, [script.shell_script(lab), script.teardown_script(lab)], tmp_path)
     assert set(left) == {HOST}, f"namespaces left behind: {sorted(set(left) - {HOST})}"
     assert list(left[HOST]["links"]) == ["lo"]
     assert [r for r in left[HOST]["routes"] if r["table"] != 255] == []
@@ -310,17 +311,17 @@ def test_teardown_script_removes_the_lab(name, tmp_path):
 
 # ---------------------------------------------------------------- topology and scripts as text
 
-@pytest.mark.parametrize("fmt", render.FORMATS)
+@pytest.mark.parametrize("fmt", topology.FORMATS)
 @pytest.mark.parametrize("name", ALL_LABS)
 def test_topology_names_every_namespace_and_interface(name, fmt):
     lab = lab_named(name)
-    text = render.topology(lab, fmt)
-    escape = render._mermaid_text if fmt == "mermaid" else (lambda s: render._dot_text(s)[1:-1])
+    text = topology.topology(lab, fmt)
+    escape = topology._mermaid_text if fmt == "mermaid" else (lambda s: topology._dot_text(s)[1:-1])
     for node in lab.node_names:
         assert f"netns {escape(node)}" in text, f"namespace {node} missing"
     for node, ifname in lab.interfaces():
         assert escape(ifname) in text, f"interface {node}/{ifname} missing"
-    assert text == render.topology(lab_named(name), fmt), "output differs between two runs"
+    assert text == topology.topology(lab_named(name), fmt), "output differs between two runs"
     if fmt == "mermaid":  # every label is one quoted string: no quote left inside it
         for label in re.findall(r'\["(.*)"\]', text):
             assert '"' not in label, label
@@ -331,17 +332,17 @@ def test_dot_output_is_valid_graphviz(name, tmp_path):
     dot = shutil.which("dot")
     if dot is None:
         pytest.skip("graphviz `dot` is not installed: the DOT syntax is not checked here")
-    done = subprocess.run([dot, "-Tsvg"], input=render.topology(lab_named(name), "dot"), capture_output=True,
+    done = subprocess.run([dot, "-Tsvg"], input=topology.topology(lab_named(name), "dot"), capture_output=True,
                           text=True, timeout=30)
     assert done.returncode == 0 and not done.stderr, done.stderr
 
 
 def test_names_are_quoted_for_the_shell_and_escaped_for_diagrams():
     lab = lab_named("render-quoting")
-    text = render.shell_script(lab)
+    text = script.shell_script(lab)
     assert "ip netns add 'it'\"'\"'s-$HOME'" in text
     assert "'e\"$x`y'" in text and "'v;ls&<#>'" in text
-    mermaid, dot = render.topology(lab, "mermaid"), render.topology(lab, "dot")
+    mermaid, dot = topology.topology(lab, "mermaid"), topology.topology(lab, "dot")
     assert '["e#quot;$x#96;y<br/>veth<br/>10.4.0.2/24"]' in mermaid and "v;ls#amp;#lt;#35;#gt;" in mermaid
     assert '[label="e\\"$x`y\\nveth\\n10.4.0.2/24"]' in dot and '"v;ls&amp;<#>\\nveth' in dot
 
@@ -363,8 +364,8 @@ def test_cli_check_script_and_labs():
     good = load_lab("001-vbridge")
     done = run("check", good.source)
     assert done.returncode == 0 and done.stdout.startswith(f"{good.source}: OK"), done
-    assert run("script", "001-vbridge").stdout == render.shell_script(good)
-    assert run("topology", "001-vbridge", "--format", "dot").stdout == render.topology(good, "dot")
+    assert run("script", "001-vbridge").stdout == script.shell_script(good)
+    assert run("topology", "001-vbridge", "--format", "dot").stdout == topology.topology(good, "dot")
     assert [line.split("\t")[0] for line in run("labs").stdout.splitlines()] == bundled_labs()
     missing = run("script", "no-such-lab")
     assert missing.returncode == 2 and len(missing.stderr.splitlines()) == 1, missing

@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from harness.reportmatrix import allure_cli, matrix, render_html
+from harness.evidence.matrix import allure_cli, matrix, render_html
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHROMIUM = "/usr/bin/chromium"

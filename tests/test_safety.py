@@ -16,10 +16,10 @@ import time
 import pytest
 from test_isolation import PROJECT, differences, machine_root, pytest_argv, snapshot
 
-from harness import sandbox
-from harness.builder import build
-from harness.labfile import bundled_labs, load_lab
-from harness.netops import ipr_in
+from harness.kernel import sandbox
+from harness.lab.build import build
+from harness.lab.file import bundled_labs, load_lab
+from harness.kernel.netops import ipr_in
 
 CYCLES = 100
 PROGRESS_DEADLINE = 120.0

@@ -1,4 +1,4 @@
-"""The soak (python -m harness.soak) says FLAKY when one run in several fails, keeps every
+"""The soak (python -m harness.bench.soak) says FLAKY when one run in several fails, keeps every
 core busy while it runs, stops its load generator, and reports the timing margins the
 suites' own waits noted."""
 from __future__ import annotations
@@ -22,7 +22,7 @@ def test_fails_on_the_second_run():
 
 def soak(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
     report = tmp_path / "soak.json"
-    done = subprocess.run([sys.executable, "-m", "harness.soak", "--json", str(report), *args], cwd=PROJECT,
+    done = subprocess.run([sys.executable, "-m", "harness.bench.soak", "--json", str(report), *args], cwd=PROJECT,
                           capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     return done, json.loads(report.read_text())
 
@@ -62,7 +62,7 @@ def test_a_suite_soaked_once_passes_and_reports_its_margins(tmp_path):
 
 
 def test_the_worst_margin_is_the_largest_share_of_its_deadline_not_the_longest_wait():
-    from harness.margins import worst_of
+    from harness.evidence.margins import worst_of
     short_deadline = {"expect": {"used": 0.03, "allowed": 0.04, "where": "a"}}  # 75 %
     long_wait = {"expect": {"used": 0.5, "allowed": 2.0, "where": "b"}, "arp": {"used": 0.1, "allowed": 1.0,
                                                                            "where": "c"}}  # 25 %

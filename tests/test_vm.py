@@ -17,8 +17,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from fixtures.vm import vm_arguments
-from harness import sandbox
+from pytest_netconform.vm import vm_arguments
+from harness.kernel import sandbox
 from harness.vm.driver import last_error
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

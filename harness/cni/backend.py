@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import ClassVar
 
-from ..errors import CapabilityMissing, NetconformError
+from harness.errors import CapabilityMissing, NetconformError
 from .conf import NetworkConfig, load
 from .runtime import CniError, Runtime
 

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from importlib import resources
 
-from ..errors import NetconformError
+from harness.errors import NetconformError
 
 
 class ConfError(NetconformError):

@@ -30,7 +30,7 @@ import os
 import shutil
 import subprocess
 
-from ..errors import CapabilityMissing
+from harness.errors import CapabilityMissing
 from .backend import Attachment, Backend
 from .conf import ConfError, NetworkConfig
 from .runtime import PLUGIN_TIMEOUT, CniError

@@ -21,8 +21,8 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from .. import margins
-from ..errors import CapabilityMissing, NetconformError
+from harness.evidence import margins
+from harness.errors import CapabilityMissing, NetconformError
 from .conf import NetworkConfig
 
 DEFAULT_PATH = ("/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni")

@@ -25,7 +25,7 @@ import tarfile
 import time
 import tomllib
 
-from ..errors import VmError
+from harness.errors import VmError
 
 BOX_NAME = "netconform/debian12"
 SUITE, MIRROR = "bookworm", "http://deb.debian.org/debian"
@@ -39,7 +39,7 @@ PACKAGES = ("systemd-sysv", "udev", "dbus", "openssh-server", "sudo", "ifupdown"
             "iproute2", "iptables", "nftables", "tcpdump", "iputils-ping", "ethtool", "conntrack",
             "containernetworking-plugins", "netavark", "linux-image-amd64", "zstd")
 VAGRANT_KEY_GLOB = "/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub"
-PROJECT_FILES = ("pyproject.toml", "README.md", "harness", "fixtures")
+PROJECT_FILES = ("pyproject.toml", "setup.py", "README.md", "harness", "fixtures", "suites")
 KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0 net.ifnames=0 biosdevname=0 quiet"
 BOX_VAGRANTFILE = """\
 # netconform/debian12: direct kernel boot of Debian's kernel under qemu (TCG works, no KVM needed).
@@ -81,7 +81,7 @@ def vagrant_public_key() -> str:
 def box_key(project: str) -> str:
     """A digest of everything the box is made from."""
     digest = hashlib.sha256()
-    for path in (__file__, os.path.join(project, "pyproject.toml")):
+    for path in (__file__, os.path.join(project, "pyproject.toml"), os.path.join(project, "setup.py")):
         with open(path, "rb") as handle:
             digest.update(handle.read())
     digest.update(vagrant_public_key().encode())

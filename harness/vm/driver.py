@@ -24,7 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from ..errors import VmError
+from harness.errors import VmError
 
 BOXES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "boxes.json")
 REMOTE_RESULTS = "/var/tmp/netconform-results"

@@ -24,8 +24,8 @@ import subprocess
 import tempfile
 import time
 
-from .. import nsutil
-from ..errors import VmError
+from harness.kernel import nsutil
+from harness.errors import VmError
 
 MS_NOSUID, MS_NODEV = 2, 4
 PRIVATE_TMPFS = ("/run", "/var/lib/libvirt", "/var/log/libvirt", "/var/cache/libvirt")

@@ -13,8 +13,9 @@ import struct
 import time
 from dataclasses import dataclass
 
-from . import fdwait, margins
-from .steps import reported
+from harness.kernel import fdwait
+from harness.evidence import margins
+from harness.probe.steps import reported
 
 DEADLINE = 1.0  # seconds a positive check waits at most; it returns on the first match
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)

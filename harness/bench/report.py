@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .suitetimes import PARALLEL_SPEEDUP, SUITE_SECONDS
+from harness.bench.suitetimes import PARALLEL_SPEEDUP, SUITE_SECONDS
 
 BUILD_SPEEDUP = 5.0  # the harness builds the lab at least this many times faster than the document
 ARP_MS = ICMP_MS = 1.0
@@ -64,7 +64,7 @@ def table(report: dict) -> str:
            "  it returns); the harness figure includes waiting until every link is running.",
            "  The shell's scratch host namespace is made untimed; the harness's host node is timed.",
            "  Every timed build starts once the kernel has destroyed the last teardown's namespaces",
-           "  (harness.netnsgc): neither method pays for the other's cleanup.",
+           "  (harness.kernel.netnsgc): neither method pays for the other's cleanup.",
            "  harness build by stage (median ms): "
            + ", ".join(f"{stage} {value:.2f}" for stage, value in harness["steps_ms"].items()),
            "",

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
-from . import fdwait, margins
-from .errors import ProbeError
-from .exchange import DEADLINE, Exchange, PingResult, StackExchanges  # noqa: F401 (part of the probe API)
-from .match import compile_match, describe
-from .pcapng import PcapngWriter
-from .steps import reported
+from harness.kernel import fdwait
+from harness.evidence import margins
+from harness.errors import ProbeError
+from harness.probe.exchange import DEADLINE, Exchange, PingResult, StackExchanges  # noqa: F401 (part of the probe API)
+from harness.probe.match import compile_match, describe
+from harness.probe.pcapng import PcapngWriter
+from harness.probe.steps import reported
 
 QUIET_WINDOW = 0.04  # the one short window a negative check listens for ("nothing arrives"); the bench bar is 50 ms
 ETH_P_ALL = 0x0003

@@ -27,11 +27,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import fdwait
-from .exchange import DEADLINE, PingResult
-from .netops import safe_close_fd, sync_linkwatch
-from .probe import QUIET_WINDOW
-from .tuntap import IFF_NO_PI, IFF_TAP, IFF_TUN, TUNSETIFF
+from harness.kernel import fdwait
+from harness.probe.exchange import DEADLINE, PingResult
+from harness.kernel.netops import safe_close_fd, sync_linkwatch
+from harness.probe import QUIET_WINDOW
+from harness.kernel.tuntap import IFF_NO_PI, IFF_TAP, IFF_TUN, TUNSETIFF
 
 FLANNEL_UDP_PORT = 8285  # flanneld's UDP backend
 VXLAN_OVERHEAD = 50  # outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14: FLANNEL_MTU=1450 on a 1500 underlay

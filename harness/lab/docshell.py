@@ -1,6 +1,6 @@
 """The documents' own shell commands for each document lab, and the state they leave.
 
-``harness/labs/shell/LAB.sh`` holds, for the lab LAB, the commands its document gives
+``harness/lab/data/shell/LAB.sh`` holds, for the lab LAB, the commands its document gives
 (verbatim where it gives them, stand-ins and ``# lab:`` additions marked), then a line
 ``#### teardown`` and the commands that take the lab down again. Each runs with
 ``sh -e`` as root inside a scratch network namespace that stands in for the
@@ -18,11 +18,12 @@ import re
 import subprocess
 from collections.abc import Iterable
 
-from . import nsutil
-from .netops import AF_BRIDGE, IFF_LOWER_UP, IFF_UP, NUD_PERMANENT, close_quietly, ipr_in, sync_linkwatch
-from .rtnl import Rtnl
+from harness import paths
+from harness.kernel import nsutil
+from harness.kernel.netops import AF_BRIDGE, IFF_LOWER_UP, IFF_UP, NUD_PERMANENT, close_quietly, ipr_in, sync_linkwatch
+from harness.kernel.rtnl import Rtnl
 
-SHELL_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "labs", "shell")
+SHELL_DIR = paths.SHELL_DIR
 TEARDOWN_MARK = "#### teardown"
 AF_INET = 2
 RT_TABLE_LOCAL = 255

@@ -16,14 +16,15 @@ from typing import Callable, ContextManager
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from . import firewall, nsutil
-from .errors import BuildError, CapabilityMissing, LabError
-from .tuntap import make_persistent_tuntap
-from .labfile import validate
-from .livelab import BR_NETFILTER_SYSCTLS, LiveLab
-from .rtnl import NetlinkRefused
-from .model import BridgeOptions, Lab, Link, Node, PortOptions, Route
-from .netops import (
+from harness.kernel import firewall
+from harness.kernel import nsutil
+from harness.errors import BuildError, CapabilityMissing, LabError
+from harness.kernel.tuntap import make_persistent_tuntap
+from harness.lab.file import validate
+from harness.lab.live import BR_NETFILTER_SYSCTLS, LiveLab
+from harness.kernel.rtnl import NetlinkRefused
+from harness.lab.model import BridgeOptions, Lab, Link, Node, PortOptions, Route
+from harness.kernel.netops import (
     AF_BRIDGE,
     NUD_NOARP,
     NUD_PERMANENT,
@@ -158,7 +159,7 @@ class _Builder:
         kind = link.kind
         where = node.name  # pyroute2 (live.ipr, ~1 ms to open) only for what the fast path does not make
         if kind in ("veth", "bridge"):
-            pass  # made below on the fast path (harness.rtnl)
+            pass  # made below on the fast path (harness.kernel.rtnl)
         elif kind in ("tun", "tap"):
             pass  # made below with the tun driver's ioctls
         elif kind in ("macvlan", "ipvlan", "vlan"):

@@ -12,15 +12,15 @@ import os
 import pickle
 import re
 import shlex
-from importlib import resources
 from typing import Any
 
 import jsonschema
 import yaml
 
-from .errors import LabError
-from .labschema import IFNAMSIZ, LAB_SCHEMA, LINK_KINDS, ROUTE_TYPES
-from .model import (
+from harness import paths
+from harness.errors import LabError
+from harness.lab.schema import IFNAMSIZ, LAB_SCHEMA, LINK_KINDS, ROUTE_TYPES
+from harness.lab.model import (
     BridgeOptions,
     FdbEntry,
     Lab,
@@ -147,7 +147,7 @@ def load_lab_file(path: str) -> Lab:
 
 
 def bundled_lab_dir() -> str:
-    return str(resources.files("harness") / "labs")
+    return paths.LAB_DATA
 
 
 def bundled_labs() -> list[str]:

@@ -7,7 +7,9 @@ import time
 
 from pyroute2 import IPRoute
 
-from . import fdwait, margins, nsutil
+from harness.kernel import fdwait
+from harness.evidence import margins
+from harness.kernel import nsutil
 
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
@@ -98,7 +100,7 @@ def links_settling(rtnl) -> dict[int, str]:
     The kernel's linkwatch makes a carrier change effective (operstate, qdisc
     activation, a bridge port leaving "disabled") from a work queue that it rate
     limits to once a second for non-urgent events, so a lab is not ready while
-    this is not empty. ``rtnl`` is a ``harness.rtnl.Rtnl`` bound in the namespace.
+    this is not empty. ``rtnl`` is a ``harness.kernel.rtnl.Rtnl`` bound in the namespace.
     """
     return {index: name for index, name, flags in rtnl.links()
             if flags & IFF_UP and flags & IFF_LOWER_UP and not flags & IFF_RUNNING}

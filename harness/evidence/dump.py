@@ -12,8 +12,8 @@ import os
 import shutil
 import subprocess
 
-from . import nsutil
-from .render import topology
+from harness.kernel import nsutil
+from harness.lab.topology import topology
 
 DUMP = (
     ("links", ["ip", "-d", "link", "show"]),

@@ -2,7 +2,7 @@
 
 1. Lab 001-vbridge built and torn down two ways, interleaved iteration by iteration
    (alternating which goes first) so both see the same noise of a busy machine:
-   - shell: the document's own commands (harness/labs/shell/001-vbridge.sh), as a
+   - shell: the document's own commands (harness/lab/data/shell/001-vbridge.sh), as a
      person pasting them would run them, one ``sh -e`` whose every command is a
      fork/exec, inside a fresh scratch network namespace standing in for the
      document's host (its creation is not timed);
@@ -10,12 +10,12 @@
    Then every other document lab the same way, with fewer iterations.
 2. Probe round trips in a harness-built 001-vbridge: ARP who-has/is-at, ICMP echo,
    and one ``expect_none`` quiet window.
-3. Scale (one bridge, 10/100/1000 pods) and a CNI ADD's cost (harness.benchscale).
-4. The suites' wall time (harness.suitetimes).
+3. Scale (one bridge, 10/100/1000 pods) and a CNI ADD's cost (harness.bench.scale).
+4. The suites' wall time (harness.bench.suitetimes).
 
 Medians go to stdout as a table and to reports/bench.json; the exit status is 1 when
 a bar is missed, so CI can gate on it (2 when a lab cannot be built or does not work).
-Run it as ``python -m harness.bench``.
+Run it as ``python -m harness.bench`` (or ``netconform bench``).
 """
 from __future__ import annotations
 
@@ -28,17 +28,20 @@ import subprocess
 import sys
 import time
 
-from . import docshell, nsutil, sandbox
-from .errors import NetconformError
-from .netnsgc import cleanup_barrier
-from .benchreport import bars, table
-from .benchscale import bench_cni_add, bench_scale
-from .suitetimes import bench_suites
+from harness.lab import docshell
+from harness.kernel import nsutil
+from harness.kernel import sandbox
+from harness import paths
+from harness.errors import NetconformError
+from harness.kernel.netnsgc import cleanup_barrier
+from harness.bench.report import bars, table
+from harness.bench.scale import bench_cni_add, bench_scale
+from harness.bench.suitetimes import bench_suites
 
 LAB = "001-vbridge"
 SEED = "001_bac7d6736c56b111"  # 使用veth和bridge搭建容器网络, section 实践
 
-# Each document lab's own commands: harness/labs/shell/LAB.sh (harness.docshell), proved to
+# Each document lab's own commands: harness/lab/data/shell/LAB.sh (harness.lab.docshell), proved to
 # build what the harness builds by tests/test_doc_shell.py. These labs' files are the lab's
 # own commands in the documents' ip style, the document giving none (a description, a heading,
 # or etcd/flanneld): their ratio is against the lab's commands, and the table says so.
@@ -113,9 +116,9 @@ def shell_check() -> None:
 
 # -- the harness way -------------------------------------------------------------------
 def harness_once(lab: str, steps: dict[str, list[float]] | None = None, check: bool = False) -> tuple[float, float]:
-    from .builder import build
-    from .labfile import load_lab
-    from .probe import Probe
+    from harness.lab.build import build
+    from harness.lab.file import load_lab
+    from harness.probe import Probe
 
     quiesce()
     start = time.perf_counter()
@@ -181,13 +184,13 @@ def bench_build(lab: str, iterations: int, warmup: int) -> dict:
 # -- probes ------------------------------------------------------------------------------
 def bench_labs(iterations: int, warmup: int, only: set[str] | None = None) -> dict:
     """Every other document lab, as bench_build; a lab this kernel cannot build is listed with why."""
-    from .capabilities import missing
-    from .labfile import load_lab
+    from harness.kernel.capabilities import missing
+    from harness.lab.file import load_lab
 
     out = {}
     unknown = (only or set()) - set(docshell.scripts())
     if unknown:
-        raise BenchError(f"--labs: no shell file for {', '.join(sorted(unknown))} (harness/labs/shell/)")
+        raise BenchError(f"--labs: no shell file for {', '.join(sorted(unknown))} (harness/lab/data/shell/)")
     for lab in docshell.scripts():
         if lab == LAB or (only and lab not in only):
             continue
@@ -200,9 +203,9 @@ def bench_labs(iterations: int, warmup: int, only: set[str] | None = None) -> di
 def bench_probe(iterations: int, windows: int) -> dict:
     from scapy.layers.l2 import Ether
 
-    from .builder import build
-    from .labfile import load_lab
-    from .probe import ETH_P_LOCAL_EXPERIMENTAL, QUIET_WINDOW, Port, Probe
+    from harness.lab.build import build
+    from harness.lab.file import load_lab
+    from harness.probe.engine import ETH_P_LOCAL_EXPERIMENTAL, QUIET_WINDOW, Port, Probe
 
     live = build(load_lab(LAB))
     try:
@@ -271,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             results["scale"] = bench_scale(sizes)
             results["cni_add"] = bench_cni_add()
         if not args.no_suites:
-            results["suites"] = bench_suites(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            results["suites"] = bench_suites(paths.require_checkout("the suites' bench"))
     except (BenchError, NetconformError, docshell.ScriptError) as exc:  # exit 1 is kept for a missed bar
         print(f"bench: {exc}", file=sys.stderr)
         return 2

@@ -14,8 +14,8 @@ from functools import lru_cache
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from . import nsutil
-from .netops import close_quietly
+from harness.kernel import nsutil
+from harness.kernel.netops import close_quietly
 
 LINK_KINDS = {
     "veth": {"kind": "veth", "peer": {"ifname": "nc-cap-peer"}},

@@ -7,7 +7,7 @@ import shlex
 import shutil
 import subprocess
 
-from .errors import BuildError, CapabilityMissing
+from harness.errors import BuildError, CapabilityMissing
 
 IPTABLES_TIMEOUT = 30.0  # seconds for iptables-restore; normally 5-20 ms
 

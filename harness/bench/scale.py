@@ -23,9 +23,9 @@ import subprocess
 import tempfile
 import time
 
-from .errors import NetconformError
-from .model import Lab, Link, Node, Peer
-from .netnsgc import cleanup_barrier
+from harness.errors import NetconformError
+from harness.lab.model import Lab, Link, Node, Peer
+from harness.kernel.netnsgc import cleanup_barrier
 
 SIZES = (10, 100, 1000)
 POD_SUBNET = "10.128.0.0/16"
@@ -68,8 +68,8 @@ def _enough_fds(pods: int) -> None:
 
 def bench_scale(sizes=SIZES, repeats: int = 3) -> dict:
     """Build and teardown of one bridge with each number of pods: medians of ``repeats``."""
-    from .builder import build
-    from .probe import Probe
+    from harness.lab.build import build
+    from harness.probe import Probe
 
     _enough_fds(max(sizes))
     out = {}
@@ -77,7 +77,7 @@ def bench_scale(sizes=SIZES, repeats: int = 3) -> dict:
         lab = bridge_lab(pods)
         builds, teardowns, rss, kernel = [], [], [], []
         for _ in range(repeats):
-            cleanup_barrier()  # the last repeat's namespaces destroyed first (see harness.netnsgc)
+            cleanup_barrier()  # the last repeat's namespaces destroyed first (see harness.kernel.netnsgc)
             available_before = _available_mb()
             start = time.perf_counter()
             live = build(lab)
@@ -106,11 +106,11 @@ def bench_scale(sizes=SIZES, repeats: int = 3) -> dict:
 
 def bench_cni_add(pods: int = 30) -> dict:
     """Median wall time of one ADD: through the harness's CNI runtime vs the plugin exec'd bare."""
-    from . import nsutil
-    from .builder import build
-    from .cni.backend import CniBackend
-    from .cni.conf import load, profile_dir
-    from .labfile import load_lab
+    from harness.kernel import nsutil
+    from harness.lab.build import build
+    from harness.cni.backend import CniBackend
+    from harness.cni.conf import load, profile_dir
+    from harness.lab.file import load_lab
 
     network = load(os.path.join(profile_dir(), CNI_PROFILE))
     live = build(load_lab("cni-host"))

@@ -9,11 +9,11 @@ from typing import Callable
 
 from pyroute2 import IPRoute
 
-from . import nsutil
-from .errors import LabError
-from .model import HOST, Lab
-from .netops import close_quietly, ipr_in, safe_close_fd, sync_linkwatch
-from .rtnl import NetlinkRefused, Rtnl
+from harness.kernel import nsutil
+from harness.errors import LabError
+from harness.lab.model import HOST, Lab
+from harness.kernel.netops import close_quietly, ipr_in, safe_close_fd, sync_linkwatch
+from harness.kernel.rtnl import NetlinkRefused, Rtnl
 
 BR_NETFILTER_SYSCTLS = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",
                         "net.bridge.bridge-nf-call-arptables")
@@ -55,7 +55,7 @@ class LiveLab:
         return self._iprs[node]
 
     def rtnl(self, node: str) -> Rtnl:
-        """The minimal rtnetlink client bound in ``node`` (see harness.rtnl)."""
+        """The minimal rtnetlink client bound in ``node`` (see harness.kernel.rtnl)."""
         if node not in self._rtnls:
             self._rtnls[node] = Rtnl(self.fd(node))
         return self._rtnls[node]

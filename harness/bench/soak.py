@@ -1,13 +1,13 @@
 """Flake-free under load: the suites, run again and again with every core kept busy.
 
-``python -m harness.soak --runs 20`` starts one busy loop per CPU (plain ``sh``
+``python -m harness.bench.soak --runs 20`` starts one busy loop per CPU (plain ``sh``
 spinning at the same priority as the suites, so they compete for every core), runs
 ``pytest suites/ -n 2`` that many times in a row, and stops at nothing: each run's
 verdict, duration and counts are kept, and the load generator's own CPU time is read
 back to show the cores really were saturated. No retries: pytest runs each test once
 (no rerun plugin is loaded, and a test id seen twice in a run's JUnit is reported).
 Each test process notes how close its successful waits came to their deadlines
-(``harness.margins``); the soak prints the worst, so "nothing needed a retry" comes
+(``harness.evidence.margins``); the soak prints the worst, so "nothing needed a retry" comes
 with how far it was from needing one.
 
 Results: a table on stdout and ``reports/soak.json``; exit 1 if any run failed.
@@ -25,9 +25,10 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 
-from . import margins
+from harness import paths
+from harness.evidence import margins
 
-PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROJECT = paths.checkout() or os.getcwd()  # the suites are run from here
 
 
 class Load:
@@ -156,7 +157,7 @@ def soak(runs: int, load_processes: int, pytest_args: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.soak", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.bench.soak", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20, help="runs in a row (default 20)")
     parser.add_argument("--load", type=int, default=os.cpu_count() or 1,
                         help="busy loops beside the suites (default: one per CPU)")

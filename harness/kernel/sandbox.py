@@ -12,8 +12,8 @@ import os
 import threading
 from dataclasses import dataclass
 
-from . import nsutil
-from .errors import SandboxError
+from harness.kernel import nsutil
+from harness.errors import SandboxError
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def enter(*, allow_userns: bool = True) -> SandboxInfo:
     inner = nsutil.current_netns_fd()
     try:
         # The sandbox itself sends nothing: loopback only, no IPv6 autoconfiguration.
-        from .netops import set_link_up_by_name
+        from harness.kernel.netops import set_link_up_by_name
         nsutil.write_sysctl("net.ipv6.conf.default.disable_ipv6", 1)
         nsutil.write_sysctl("net.ipv6.conf.all.disable_ipv6", 1)
         set_link_up_by_name("lo")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .netops import AF_BRIDGE, NUD_PERMANENT, RTMGRP_LINK, RTMGRP_NEIGH, NetlinkWatch
+from harness.kernel.netops import AF_BRIDGE, NUD_PERMANENT, RTMGRP_LINK, RTMGRP_NEIGH, NetlinkWatch
 
 PORT_STATES = {0: "disabled", 1: "listening", 2: "learning", 3: "forwarding", 4: "blocking"}
 

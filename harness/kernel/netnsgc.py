@@ -26,8 +26,9 @@ import socket
 import struct
 import time
 
-from . import fdwait, nsutil
-from .rtnl import SOL_NETLINK, Rtnl, _attr, _attrs
+from harness.kernel import fdwait
+from harness.kernel import nsutil
+from harness.kernel.rtnl import SOL_NETLINK, Rtnl, _attr, _attrs
 
 RTM_NEWNSID, RTM_DELNSID = 88, 89
 NETNSA_NSID, NETNSA_FD = 1, 3

@@ -1,0 +1,224 @@
+"""netconform's command line (``netconform``, or ``python -m harness``): labs, reports, VMs, the bench.
+
+    python -m harness lab list                      the bundled labs, with document and section
+    python -m harness lab up LAB [--command CMD]    build LAB in a private sandbox and open a shell in
+                                                    its host (or run CMD there); leaving removes it all
+    python -m harness labs                          the bundled labs
+    python -m harness report [--results D] [--html D] render the HTML report, print the matrix
+    python -m harness check LAB_FILE                validate a lab file (exit 2 if it is wrong)
+    python -m harness script LAB                    the shell reproducer of a lab
+    python -m harness teardown LAB                  the script that removes it again
+    python -m harness topology LAB [--format dot]   a Mermaid (default) or Graphviz diagram
+    python -m harness vm list                       the VM boxes (harness/vm/boxes.json)
+    python -m harness vm box                        build (or reuse) and add the offline box netconform/debian12
+    python -m harness vm run NAME [--keep-vm] -- ARGS  run pytest ARGS in VM NAME; results in reports/vm/NAME
+    python -m harness bench [ARGS]                  the speed benchmark (python -m harness.bench)
+    python -m harness soak [ARGS]                   the suites N times under load (python -m harness.bench.soak)
+
+LAB is a bundled lab's name (``001-vbridge``) or a lab file's path.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from harness import paths
+from harness.errors import LabError, NetconformError
+from harness.lab.file import bundled_labs, load_lab, load_lab_file
+from harness.lab.script import shell_script, teardown_script
+from harness.lab.topology import FORMATS, topology
+
+
+def _labs(args) -> str:
+    lines = []
+    for name in bundled_labs():
+        lab = load_lab(name)
+        lines.append(f"{name}\tdocument {lab.document or '-'}: {' '.join((lab.section or '').split())}")
+    return "\n".join(lines) + "\n"
+
+
+def _check(args) -> str:
+    lab = load_lab_file(args.lab_file)
+    count = sum(1 for _ in lab.interfaces())
+    return f"{args.lab_file}: OK (lab {lab.name}, {len(lab.nodes)} nodes, {count} interfaces)\n"
+
+
+def _lab_up(args) -> str:
+    """Build a lab in a sandbox of its own and hand the user a shell in its host node."""
+    import os
+    import signal
+    import subprocess
+    import tempfile
+
+    from harness.kernel import sandbox
+    from harness.lab.build import build
+    from harness.errors import NetconformError
+
+    lab = load_lab(args.lab)
+    try:
+        sandbox.enter()  # first, while this process has no thread: a user namespace needs that
+        live = build(lab)
+    except NetconformError as exc:
+        raise LabError(f"lab {lab.name}: {exc}") from None
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix=f"{lab.name}-", suffix=".sh", delete=False) as script:
+            script.write(shell_script(lab))
+        print(topology(lab, "mermaid"))
+        print(f"lab {lab.name} is up (document {lab.document or '-'}: {' '.join((lab.section or '').split())})")
+        print(f"nodes: {', '.join(live.nodes)}; try: ip netns exec {live.nodes[-1]} ip -br addr")
+        print(f"reproducer: {script.name}; leave the shell to remove everything", flush=True)
+        argv = ["sh", "-c", args.command] if args.command else [os.environ.get("SHELL", "/bin/bash")]
+        env = dict(os.environ, NETCONFORM_LAB=lab.name, PS1=f"[{lab.name}] \\w# ")
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C belongs to the shell
+        try:
+            with live.entered("host"):
+                code = subprocess.run(argv, env=env).returncode
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            os.unlink(script.name)
+    finally:
+        live.teardown()
+    if code:
+        raise SystemExit(code)
+    return ""
+
+
+def _report(args) -> str:
+    from harness.evidence.matrix import matrix, matrix_text, render_html
+    if not os.path.isdir(args.results):
+        raise LabError(f"{args.results}: no Allure results (run pytest with --alluredir {args.results})")
+    table = matrix(args.results)
+    try:
+        index = render_html(args.results, args.html, args.tools)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise LabError(str(exc)) from None
+    return f"{matrix_text(table)}\n\nHTML report: {index}\n"
+
+
+
+
+def _vm_list(args) -> str:
+    from harness.vm.driver import boxes
+    return "".join(f"{name}\t{spec['box']} ({', '.join(spec['providers'])}): {spec['about']}\n"
+                   for name, spec in boxes().items())
+
+
+def _vm_box(args) -> str:
+    import time
+
+    from harness.errors import VmError
+    from harness.vm import box
+    start = time.monotonic()
+    try:
+        path = box.build(paths.require_checkout("vm box"))
+    except VmError as exc:
+        raise LabError(f"vm box: {exc}") from None
+    return f"{box.BOX_NAME}: {path} ({time.monotonic() - start:.0f} s; added to Vagrant by `vm run debian12`)\n"
+
+
+def _vm_run(args) -> str:
+    import signal
+
+    from harness.errors import VmError
+    from harness.vm import driver
+
+    def terminated(signum, frame):  # a CI timeout: still destroy the VM and stop libvirtd (finally)
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, terminated)
+    # argparse's REMAINDER takes everything after NAME: the run's own options are those before "--".
+    rest = args.pytest_args
+    split = rest.index("--") if "--" in rest else 0
+    options = argparse.ArgumentParser(prog="python -m harness vm run NAME")
+    options.add_argument("--keep-vm", action="store_true")
+    options.add_argument("--results")
+    own = options.parse_args(rest[:split])
+    args.keep_vm, args.results = args.keep_vm or own.keep_vm, args.results or own.results
+    pytest_args = rest[split + 1:] if "--" in rest else rest
+    try:
+        record = driver.run(args.name, pytest_args, paths.require_checkout("vm run"), results=args.results, keep=args.keep_vm)
+    except VmError as exc:
+        print(f"netconform: {exc}", file=sys.stderr)
+        raise SystemExit(driver.EXIT_VM_FAILED) from None
+    times = ", ".join(f"{what} {seconds:g} s" for what, seconds in record.times.items())
+    fate = "VM destroyed" if record.destroyed else "VM kept"
+    print(f"netconform: vm {record.name} (kernel {record.kernel}): pytest exit {record.exit_code}; {times}; "
+          f"results in {record.results}; {fate}", file=sys.stderr)
+    if record.exit_code:
+        raise SystemExit(record.exit_code)
+    return ""
+
+
+def _passed_on(module: str):
+    """A command that is its own program (bench, soak): the rest of the line is its arguments."""
+    def run(args) -> str:
+        import importlib
+        code = importlib.import_module(module).main(args.rest)
+        if code:
+            raise SystemExit(code)
+        return ""
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    prog = "netconform" if os.path.basename(sys.argv[0]) == "netconform" else "python -m harness"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("labs", help="list the bundled labs").set_defaults(run=_labs)
+    lab = commands.add_parser("lab", help="explore a lab by hand").add_subparsers(dest="action", required=True)
+    lab.add_parser("list", help="the bundled labs, with document and section").set_defaults(run=_labs)
+    up = lab.add_parser("up", help="build LAB in a private sandbox and open a shell in its host")
+    up.add_argument("lab", help="a bundled lab's name or a lab file's path")
+    up.add_argument("--command", help="run this shell command there instead of an interactive shell")
+    up.set_defaults(run=_lab_up)
+    check = commands.add_parser("check", help="validate a lab file: one line, OK or what is wrong")
+    check.add_argument("lab_file")
+    check.set_defaults(run=_check)
+    for name, render, text in (("script", shell_script, "the shell script that builds LAB"),
+                               ("teardown", teardown_script, "the shell script that removes LAB")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("lab", help="a bundled lab's name or a lab file's path")
+        sub.set_defaults(run=lambda args, render=render: render(load_lab(args.lab)))
+    report = commands.add_parser("report", help="render the HTML report and print the conformance matrix")
+    report.add_argument("--results", default="reports/allure-results")
+    report.add_argument("--html", default="reports/html")
+    report.add_argument("--tools", default=".tools", help="where npm installed allure")
+    report.set_defaults(run=_report)
+    draw = commands.add_parser("topology", help="LAB's namespaces and links as a diagram")
+    draw.add_argument("lab", help="a bundled lab's name or a lab file's path")
+    draw.add_argument("--format", choices=FORMATS, default="mermaid")
+    draw.set_defaults(run=lambda args: topology(load_lab(args.lab), args.format))
+    vm = commands.add_parser("vm", help="run the suites in Vagrant VMs").add_subparsers(dest="action", required=True)
+    vm.add_parser("list", help="the VM boxes").set_defaults(run=_vm_list)
+    vm.add_parser("box", help="build (or reuse) the offline box netconform/debian12").set_defaults(run=_vm_box)
+    vm_run = vm.add_parser("run", help="bring VM NAME up, run pytest there, bring the results back, destroy it")
+    vm_run.add_argument("name", help="a box of `vm list` (debian12: the offline box, built here)")
+    vm_run.add_argument("--keep-vm", action="store_true", help="leave the VM running afterwards")
+    vm_run.add_argument("--results", help="where the results go (default reports/vm/NAME)")
+    vm_run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then pytest's arguments")
+    vm_run.set_defaults(run=_vm_run)
+    for name, module, text in (("bench", "harness.bench.run", "the speed benchmark (make bench); --help for its options"),
+                               ("soak", "harness.bench.soak", "the suites N times under full CPU load (make soak)")):
+        sub = commands.add_parser(name, help=text, add_help=False)
+        sub.add_argument("rest", nargs=argparse.REMAINDER)
+        sub.set_defaults(run=_passed_on(module))
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("bench", "soak"):  # argparse's REMAINDER would not take a leading --option
+        args = argparse.Namespace(run=_passed_on(f"harness.bench.{'run' if argv[0] == 'bench' else 'soak'}"),
+                                  rest=argv[1:])
+    else:
+        args = parser.parse_args(argv)
+    try:
+        sys.stdout.write(args.run(args))
+        sys.stdout.flush()
+    except NetconformError as exc:
+        print(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `... | head`
+        sys.stderr.close()
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

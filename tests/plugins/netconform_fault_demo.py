@@ -1,7 +1,7 @@
 """A deliberately faulty datapath for self-tests: bridges that neither learn nor
 flood unknown unicast, and hosts that forget their addresses. Loaded with
 ``-p netconform_fault_demo``; it uses the public lab-ready hook as a user's plugin would."""
-from harness.kernel import bridge
+from harness import bridge
 
 
 def pytest_netconform_lab_ready(lab):

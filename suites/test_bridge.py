@@ -11,6 +11,8 @@ from harness.lab.live import address, set_link
 from harness.kernel.netops import NetlinkWatch, RTMGRP_IPV4_ROUTE
 from harness.probe import DEADLINE, QUIET_WINDOW, Port, l2_frame
 
+pytestmark = pytest.mark.area("bridge")
+
 bridge_abc = lab_fixture("000-bridge-abc")
 vbridge = lab_fixture("001-vbridge")
 br0_004 = lab_fixture("004-br0")

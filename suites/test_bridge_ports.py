@@ -10,6 +10,8 @@ from harness.kernel import bridge
 from harness.lab.live import set_link
 from harness.probe import DEADLINE, Port, l2_frame
 
+pytestmark = pytest.mark.area("bridge")
+
 bridge_abc = lab_fixture("000-bridge-abc")
 
 MAC_A, MAC_B, MAC_C = "02:00:00:00:aa:aa", "02:00:00:00:bb:bb", "02:00:00:00:cc:cc"

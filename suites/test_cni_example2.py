@@ -16,6 +16,8 @@ from pytest_netconform import lab_fixture
 from harness.lab.live import set_link
 from harness.probe import QUIET_WINDOW, Port
 
+pytestmark = pytest.mark.area("NAT")
+
 example2 = lab_fixture("003-example2")
 
 CONTAINER, GATEWAY, HOST_ETH0, INTERNET = "10.1.1.2", "10.1.1.1", "192.168.1.100", "8.8.8.8"

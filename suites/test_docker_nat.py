@@ -14,6 +14,8 @@ from scapy.layers.l2 import Ether
 from pytest_netconform import lab_fixture
 from harness.probe import DEADLINE, QUIET_WINDOW, Port
 
+pytestmark = pytest.mark.area("NAT")
+
 docker_iptables = lab_fixture("004-docker-nat")
 docker_nftables = lab_fixture("004-docker-nat-nft")
 

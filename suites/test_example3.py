@@ -10,6 +10,8 @@ from pytest_netconform import lab_fixture
 from harness.kernel import nsutil
 from harness.probe import QUIET_WINDOW, Port
 
+pytestmark = pytest.mark.area("routing")
+
 example3 = lab_fixture("003-example3")
 
 CLIENT1, CLIENT2, R1, R2 = "10.0.1.100", "10.0.2.100", "10.0.1.1", "10.0.2.1"

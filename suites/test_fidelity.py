@@ -11,6 +11,8 @@ import pytest
 from pytest_netconform.labs import build_for
 from harness.probe import QUIET_WINDOW
 
+pytestmark = pytest.mark.area("fidelity")
+
 # lab -> the document's pings: (from node, to address)
 DOCUMENT_PINGS = {
     "000-veth-basics": [("host", "10.0.0.2"), ("my-namespace", "10.0.0.1")],

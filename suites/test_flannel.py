@@ -19,6 +19,8 @@ from harness.errors import CapabilityMissing
 from harness.lab.file import load_lab
 from harness.probe import QUIET_WINDOW, Port, Probe
 
+pytestmark = pytest.mark.area("VXLAN")
+
 flannel_vxlan = lab_fixture("004-flannel-vxlan")
 flannel_udp = lab_fixture("004-flannel-udp")
 

@@ -15,6 +15,8 @@ from harness.kernel import bridge
 from harness.kernel.netops import NUD_PERMANENT
 from harness.probe import QUIET_WINDOW, Port
 
+pytestmark = pytest.mark.area("macvlan")
+
 mv_bridge = lab_fixture("004-macvlan-bridge")
 mv_vepa = lab_fixture("004-macvlan-vepa")
 mv_private = lab_fixture("004-macvlan-private")

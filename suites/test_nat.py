@@ -6,6 +6,8 @@ import pytest
 from pytest_netconform import lab_fixture
 from harness.probe import QUIET_WINDOW
 
+pytestmark = pytest.mark.area("NAT")
+
 routed = lab_fixture("000-routed-containers")
 
 

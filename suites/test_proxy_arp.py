@@ -10,6 +10,8 @@ from pytest_netconform import lab_fixture
 from harness.kernel import nsutil
 from harness.probe import QUIET_WINDOW, Port
 
+pytestmark = pytest.mark.area("proxy ARP")
+
 calico = lab_fixture("000-calico")
 POD1 = Port("container1", "eth0")
 

@@ -10,6 +10,8 @@ from pytest_netconform import lab_fixture
 from harness.kernel import nsutil
 from harness.probe import QUIET_WINDOW, Port
 
+pytestmark = pytest.mark.area("routing")
+
 lpm = lab_fixture("000-lpm")
 routed = lab_fixture("000-routed-containers")
 

@@ -17,6 +17,8 @@ from harness.emulate import tunnel
 from harness.lab.live import set_link
 from harness.probe import QUIET_WINDOW, Port, l2_frame
 
+pytestmark = pytest.mark.area("TUN/TAP")
+
 tuntap = lab_fixture("004-tuntap")
 
 NS1 = Port("ns1", "eth0")

@@ -11,6 +11,8 @@ from harness.lab.live import delete_link, set_link
 from harness.kernel.netops import NetlinkWatch, RTMGRP_LINK
 from harness.probe import QUIET_WINDOW, Port, l2_frame
 
+pytestmark = pytest.mark.area("veth")
+
 veth_basics = lab_fixture("000-veth-basics")
 veth_no_ip = lab_fixture("000-veth-no-ip")
 bridge_abc = lab_fixture("000-bridge-abc")

@@ -6,9 +6,7 @@ import pytest
 from scapy.layers.l2 import STP
 
 from pytest_netconform import lab_fixture
-from harness.kernel import bridge
-from harness.lab.live import set_link
-from harness.probe import DEADLINE, Port, l2_frame
+from harness import DEADLINE, Port, bridge, l2_frame, set_link
 
 pytestmark = pytest.mark.area("bridge")
 

@@ -13,8 +13,7 @@ from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import Ether
 
 from pytest_netconform import lab_fixture
-from harness.lab.live import set_link
-from harness.probe import QUIET_WINDOW, Port
+from harness import QUIET_WINDOW, Port, set_link
 
 pytestmark = pytest.mark.area("NAT")
 

@@ -12,7 +12,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
 from pytest_netconform import lab_fixture
-from harness.probe import DEADLINE, QUIET_WINDOW, Port
+from harness import DEADLINE, QUIET_WINDOW, Port
 
 pytestmark = pytest.mark.area("NAT")
 

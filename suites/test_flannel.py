@@ -13,11 +13,7 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.layers.vxlan import VXLAN
 
 from pytest_netconform import lab_fixture
-from harness.emulate import tunnel
-from harness.lab.build import build
-from harness.errors import CapabilityMissing
-from harness.lab.file import load_lab
-from harness.probe import QUIET_WINDOW, Port, Probe
+from harness import QUIET_WINDOW, CapabilityMissing, Port, Probe, build, load_lab, tunnel
 
 pytestmark = pytest.mark.area("VXLAN")
 

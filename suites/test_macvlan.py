@@ -11,9 +11,7 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
 
 from pytest_netconform import lab_fixture
-from harness.kernel import bridge
-from harness.kernel.netops import NUD_PERMANENT
-from harness.probe import QUIET_WINDOW, Port
+from harness import QUIET_WINDOW, Port, bridge
 
 pytestmark = pytest.mark.area("macvlan")
 
@@ -46,7 +44,7 @@ def static_neighbours(lab):
     for node, ifname, peer_ip, peer in (("pod-a", "mac1", POD_B, ("pod-b", "mac2")),
                                         ("pod-b", "mac2", POD_A, ("pod-a", "mac1"))):
         lab.ipr(node).neigh("replace", dst=peer_ip, ifindex=lab.ifindex(node, ifname), lladdr=lab.mac(*peer),
-                            state=NUD_PERMANENT)
+                            state="permanent")
 
 
 # -- children talking: inside the parent (bridge), through the switch (VEPA), not at all (private)

@@ -7,8 +7,7 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 
 from pytest_netconform import lab_fixture
-from harness.kernel import nsutil
-from harness.probe import QUIET_WINDOW, Port
+from harness import QUIET_WINDOW, Port, write_sysctl
 
 pytestmark = pytest.mark.area("routing")
 
@@ -97,7 +96,7 @@ def test_forwarding_decrements_the_ttl(lpm):
 @pytest.mark.document("000", "步骤 4: sysctl -w net.ipv4.ip_forward=1")
 def test_ip_forward_0_stops_forwarding(lpm):
     with lpm.entered("host"):
-        nsutil.write_sysctl("net.ipv4.ip_forward", 0)
+        write_sysctl("net.ipv4.ip_forward", 0)
     probe = lpm.probe
     probe.listen_all()
     probe.ping("lan", "172.31.0.1", timeout=QUIET_WINDOW)

@@ -7,9 +7,7 @@ ifindex, and deleting one end (or its namespace) removes both.
 import pytest
 
 from pytest_netconform import lab_fixture
-from harness.lab.live import delete_link, set_link
-from harness.kernel.netops import NetlinkWatch, RTMGRP_LINK
-from harness.probe import QUIET_WINDOW, Port, l2_frame
+from harness import QUIET_WINDOW, RTMGRP_LINK, NetlinkWatch, Port, delete_link, l2_frame, set_link
 
 pytestmark = pytest.mark.area("veth")
 

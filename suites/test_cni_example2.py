@@ -50,8 +50,10 @@ def udp_to_a_closed_port(lab):
 # ---------------------------------------------------------------- step 7: the two pings
 
 @pytest.mark.parametrize("dst", [
-    pytest.param(GATEWAY, id="its-gateway-on-br0", marks=pytest.mark.document("003", "示例2 步骤7: ping -c 3 10.1.1.1")),
-    pytest.param(INTERNET, id="8.8.8.8-on-the-internet", marks=pytest.mark.document("003", "示例2 步骤7: ping -c 3 8.8.8.8")),
+    pytest.param(GATEWAY, id="its-gateway-on-br0",
+                 marks=pytest.mark.document("003", "示例2 步骤7: ping -c 3 10.1.1.1")),
+    pytest.param(INTERNET, id="8.8.8.8-on-the-internet",
+                 marks=pytest.mark.document("003", "示例2 步骤7: ping -c 3 8.8.8.8")),
 ])
 def test_the_container_pings(example2, dst):
     result = example2.probe.ping("container-ns", dst)

@@ -66,7 +66,8 @@ def test_children_talk_and_the_mode_decides_whether_through_the_switch(request, 
         assert probe.expect_none(SWP1, pods_echo) == [], "bridge mode sent pod-a's echo out to the switch"
         return
     assert probe.expect(SWP1, pods_echo), "pod-a's echo never reached the switch\n" + probe.evidence(SWP1)
-    assert probe.expect(SWP1, pods_echo, inbound=False), "the switch did not send the echo back\n" + probe.evidence(SWP1)
+    assert probe.expect(SWP1, pods_echo, inbound=False), \
+        "the switch did not send the echo back\n" + probe.evidence(SWP1)
     assert probe.expect(SWP1, echo(POD_B, POD_A, kind=0)), "pod-b's reply did not go through the switch either"
 
 

@@ -24,10 +24,13 @@ from harness.errors import (
     SandboxError,
     VmError,
 )
+from harness.emulate import tunnel
 from harness.kernel import bridge
+from harness.kernel.netops import RTMGRP_IPV4_ROUTE, RTMGRP_LINK, NetlinkWatch
+from harness.kernel.nsutil import write_sysctl
 from harness.lab.build import build
 from harness.lab.file import bundled_labs, lab_from_dict, load_lab, load_lab_file
-from harness.lab.live import LiveLab, address, set_link
+from harness.lab.live import LiveLab, address, delete_link, set_link
 from harness.lab.model import HOST, Lab
 from harness.probe import DEADLINE, QUIET_WINDOW, Port, Probe, Seen, l2_frame
 
@@ -36,7 +39,12 @@ _moved.install()
 __all__ = [
     # labs: load, build, hold
     "load_lab", "load_lab_file", "lab_from_dict", "bundled_labs", "build", "Lab", "LiveLab", "HOST",
-    "set_link", "address", "bridge",
+    "set_link", "address", "delete_link", "bridge",
+    # the kernel, as a test acts on a lab: a sysctl in the namespace entered (LiveLab.entered),
+    # rtnetlink notifications to wait on with a deadline
+    "write_sysctl", "NetlinkWatch", "RTMGRP_LINK", "RTMGRP_IPV4_ROUTE",
+    # user-space stand-ins for daemons: TUN/TAP file descriptors, Flannel's UDP encapsulator
+    "tunnel",
     # probes
     "Probe", "Port", "Seen", "l2_frame", "DEADLINE", "QUIET_WINDOW",
     # errors

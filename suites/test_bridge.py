@@ -6,10 +6,9 @@ import time
 import pytest
 
 from pytest_netconform import lab_fixture
-from harness.kernel import bridge
-from harness.lab.live import address, set_link
-from harness.kernel.netops import NetlinkWatch, RTMGRP_IPV4_ROUTE
-from harness.probe import DEADLINE, QUIET_WINDOW, Port, l2_frame
+from harness import DEADLINE, QUIET_WINDOW, RTMGRP_IPV4_ROUTE, NetlinkWatch, Port, address, bridge, l2_frame, set_link
+
+pytestmark = pytest.mark.area("bridge")
 
 bridge_abc = lab_fixture("000-bridge-abc")
 vbridge = lab_fixture("001-vbridge")

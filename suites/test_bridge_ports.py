@@ -6,9 +6,9 @@ import pytest
 from scapy.layers.l2 import STP
 
 from pytest_netconform import lab_fixture
-from harness.kernel import bridge
-from harness.lab.live import set_link
-from harness.probe import DEADLINE, Port, l2_frame
+from harness import DEADLINE, Port, bridge, l2_frame, set_link
+
+pytestmark = pytest.mark.area("bridge")
 
 bridge_abc = lab_fixture("000-bridge-abc")
 
@@ -121,40 +121,36 @@ def test_stp_off_sends_no_bpdu(bridge_abc):
     assert probe.expect_none(B, is_bpdu, window=0) == [] and probe.expect_none(C, is_bpdu, window=0) == []
 
 
-@pytest.mark.document("000", "STP 控制: stp_state 1 (listening, learning, forwarding)")
-def test_with_stp_a_port_that_comes_up_listens_then_learns_before_it_forwards(bridge_abc):
+@pytest.mark.parametrize("stp_state,phases", [
+    # (the port's state, how long it may take to get there, does it forward, does it learn)
+    pytest.param(1, [("listening", DEADLINE, False, False), ("learning", FORWARD_DELAY + DEADLINE, False, True)],
+                 id="with-stp-it-listens-then-learns-before-it-forwards",
+                 marks=pytest.mark.document("000", "STP 控制: stp_state 1 (listening, learning, forwarding)")),
+    pytest.param(0, [("forwarding", DEADLINE, True, True)], id="without-stp-it-forwards-at-once",
+                 marks=pytest.mark.document("000", "STP 控制 (stp_state 0): a port forwards as soon as it is up")),
+])
+def test_a_port_that_comes_up(bridge_abc, stp_state, phases):
     probe = bridge_abc.probe
     probe.listen_all()
     set_bridge(bridge_abc, br_forward_delay=int(FORWARD_DELAY * 100))
-    set_bridge(bridge_abc, br_stp_state=1)
+    if stp_state:  # 0 is the lab's own (the kernel's default)
+        set_bridge(bridge_abc, br_stp_state=stp_state)
     set_link(bridge_abc, "host", "veth1", up=False)
     set_link(bridge_abc, "host", "veth1", up=True)
-    assert bridge.wait_port_state(bridge_abc, "host", "veth1", "listening", DEADLINE), \
-        bridge.port_state(bridge_abc, "host", "veth1")
-    listening = l2_frame(MAC_A, MAC_B, "A while veth1 listens")
-    probe.send(A, listening)
-    assert probe.expect_none(B, listening) == [], "a listening port forwarded a frame"
-    assert MAC_A not in learned(bridge_abc), "a listening port learned a MAC"
-    assert bridge.wait_port_state(bridge_abc, "host", "veth1", "learning", FORWARD_DELAY + DEADLINE), \
-        bridge.port_state(bridge_abc, "host", "veth1")
-    learning = l2_frame(MAC_A, MAC_B, "A while veth1 learns")
-    probe.send(A, learning)
-    assert bridge.wait_fdb(bridge_abc, "host", "br0", lambda entries: MAC_A in entries, DEADLINE), learned(bridge_abc)
-    assert probe.expect_none(B, learning) == [], "a learning port forwarded a frame"
-
-
-@pytest.mark.document("000", "STP 控制 (stp_state 0): a port forwards as soon as it is up")
-def test_without_stp_a_port_that_comes_up_forwards_at_once(bridge_abc):
-    probe = bridge_abc.probe
-    probe.listen_all()
-    set_bridge(bridge_abc, br_forward_delay=int(FORWARD_DELAY * 100))
-    set_link(bridge_abc, "host", "veth1", up=False)
-    set_link(bridge_abc, "host", "veth1", up=True)
-    assert bridge.wait_port_state(bridge_abc, "host", "veth1", "forwarding", DEADLINE), \
-        bridge.port_state(bridge_abc, "host", "veth1")
-    frame = l2_frame(MAC_A, MAC_B, "A right after veth1 came up")
-    probe.send(A, frame)
-    assert probe.expect(B, frame), probe.evidence(B, match=frame)
+    for state, deadline, forwards, learns in phases:
+        assert bridge.wait_port_state(bridge_abc, "host", "veth1", state, deadline), \
+            bridge.port_state(bridge_abc, "host", "veth1")
+        frame = l2_frame(MAC_A, MAC_B, f"A while veth1 is {state}")
+        probe.send(A, frame)
+        if learns:
+            assert bridge.wait_fdb(bridge_abc, "host", "br0", lambda entries: MAC_A in entries, DEADLINE), \
+                learned(bridge_abc)
+        if forwards:
+            assert probe.expect(B, frame), probe.evidence(B, match=frame)
+        else:
+            assert probe.expect_none(B, frame) == [], f"a {state} port forwarded a frame"
+        if not learns:
+            assert MAC_A not in learned(bridge_abc), f"a {state} port learned a MAC"
 
 
 # -- port isolation ------------------------------------------------------------------------

@@ -12,7 +12,9 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
 from pytest_netconform import lab_fixture
-from harness.probe import DEADLINE, QUIET_WINDOW, Port
+from harness import DEADLINE, QUIET_WINDOW, Port
+
+pytestmark = pytest.mark.area("NAT")
 
 docker_iptables = lab_fixture("004-docker-nat")
 docker_nftables = lab_fixture("004-docker-nat-nft")
@@ -118,13 +120,19 @@ def test_without_the_output_hook_the_host_is_refused(docker):
 
 # ---------------------------------------------------------------- SNAT: MASQUERADE 172.17.0.0/16
 
-@pytest.mark.document("004", "SNAT: MASQUERADE 172.17.0.0/16 -> the host's address")
 @pytest.mark.parametrize("exchange", ["udp", "tcp"])
-def test_container_traffic_leaves_with_the_uplink_address_and_replies_return(docker, exchange):
-    result = getattr(docker.probe, exchange)("container", "outside", OUTSIDE, 53)
+@pytest.mark.parametrize("client,server,dst,seen_as", [
+    pytest.param("container", "outside", OUTSIDE, HOST_UPLINK, id="leaving-the-host-it-takes-the-uplink-address",
+                 marks=pytest.mark.document("004", "SNAT: MASQUERADE 172.17.0.0/16 -> the host's address")),
+    pytest.param("container2", "container", CONTAINER, CONTAINER2, id="on-docker0-it-keeps-its-source",
+                 marks=pytest.mark.document("004", "SNAT: ! -o docker0 (hidden by iptables -L -n)")),
+])
+def test_container_traffic_has_the_source_snat_gives_it_and_replies_return(docker, exchange, client, server, dst,
+                                                                           seen_as):
+    result = getattr(docker.probe, exchange)(client, server, dst, 53)
     assert result, result.error
-    assert result.server_saw[0] == HOST_UPLINK, f"outside saw the container as {result.server_saw}"
-    assert result.client_saw == (OUTSIDE, 53) and result.reply == b"netconform", result
+    assert result.server_saw[0] == seen_as, f"{server} saw {client} as {result.server_saw}"
+    assert result.client_saw == (dst, 53) and result.reply == b"netconform", result
 
 
 @pytest.mark.document("004", "SNAT")
@@ -133,14 +141,6 @@ def test_without_masquerade_the_container_address_leaves_and_no_reply_returns(do
     result = docker.probe.udp("container", "outside", OUTSIDE, 53, timeout=QUIET_WINDOW)
     assert not result, result
     assert result.server_saw and result.server_saw[0] == CONTAINER, f"outside saw {result.server_saw}"
-
-
-@pytest.mark.document("004", "SNAT: ! -o docker0 (hidden by iptables -L -n)")
-@pytest.mark.parametrize("exchange", ["udp", "tcp"])
-def test_container_to_container_traffic_on_docker0_keeps_its_source(docker, exchange):
-    result = getattr(docker.probe, exchange)("container2", "container", CONTAINER, 53)
-    assert result, result.error
-    assert result.server_saw[0] == CONTAINER2, f"container saw container2 as {result.server_saw}"
 
 
 @pytest.mark.document("004", "SNAT: MASQUERADE 172.17.0.0/16 as listed, without ! -o docker0")

@@ -7,8 +7,9 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 
 from pytest_netconform import lab_fixture
-from harness.kernel import nsutil
-from harness.probe import QUIET_WINDOW, Port
+from harness import QUIET_WINDOW, Port, write_sysctl
+
+pytestmark = pytest.mark.area("routing")
 
 example3 = lab_fixture("003-example3")
 
@@ -37,7 +38,7 @@ def test_clients_ping_each_other_through_the_router(example3, src, dst):
 @pytest.mark.document("003", "示例3 步骤5: sysctl -w net.ipv4.ip_forward=1")
 def test_with_ip_forward_0_the_router_does_not_carry_it(example3):
     with example3.entered("router"):
-        nsutil.write_sysctl("net.ipv4.ip_forward", 0)
+        write_sysctl("net.ipv4.ip_forward", 0)
     probe = example3.probe
     probe.listen_all()
     result = probe.ping("client1", CLIENT2, timeout=QUIET_WINDOW)

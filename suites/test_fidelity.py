@@ -9,7 +9,9 @@ import ipaddress
 import pytest
 
 from pytest_netconform.labs import build_for
-from harness.probe import QUIET_WINDOW
+from harness import QUIET_WINDOW
+
+pytestmark = pytest.mark.area("fidelity")
 
 # lab -> the document's pings: (from node, to address)
 DOCUMENT_PINGS = {

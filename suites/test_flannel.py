@@ -13,11 +13,9 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.layers.vxlan import VXLAN
 
 from pytest_netconform import lab_fixture
-from harness.emulate import tunnel
-from harness.lab.build import build
-from harness.errors import CapabilityMissing
-from harness.lab.file import load_lab
-from harness.probe import QUIET_WINDOW, Port, Probe
+from harness import QUIET_WINDOW, CapabilityMissing, Port, Probe, build, load_lab, tunnel
+
+pytestmark = pytest.mark.area("VXLAN")
 
 flannel_vxlan = lab_fixture("004-flannel-vxlan")
 flannel_udp = lab_fixture("004-flannel-udp")
@@ -163,25 +161,21 @@ def test_a_1450_byte_df_packet_crosses_in_a_1500_byte_underlay_packet(flannel_vx
 
 @pytest.mark.requires("vxlan")
 @pytest.mark.document("004", "Flannel: FLANNEL_MTU=1450")
-def test_a_1451_byte_df_packet_is_refused_in_the_pod(flannel_vxlan):
-    probe = flannel_vxlan.probe
-    probe.listen(UNDERLAY1)
-    result = tunnel.sized_ping(flannel_vxlan, "pod1a", POD2A, 1451)
+@pytest.mark.parametrize("pod_mtu,refusal", [
     # The pod's eth0 has FLANNEL_MTU: its own kernel refuses the send (ping -M do: "message too long").
-    assert not result and result.error == "Message too long", result
-    assert probe.expect_none(UNDERLAY1, vxlan_from_node1(), inbound=False) == []
-
-
-@pytest.mark.requires("vxlan")
-@pytest.mark.document("004", "Flannel: FLANNEL_MTU=1450")
-def test_a_pod_without_flannel_mtu_gets_frag_needed_from_its_node(flannel_vxlan):
-    for node, name in (("pod1a", "eth0"), ("node1", "veth-pod1a")):  # as if the pod kept Docker's 1500
-        flannel_vxlan.ipr(node).link("set", index=flannel_vxlan.ifindex(node, name), mtu=1500)
+    pytest.param(None, "Message too long", id="the-pod-with-flannel-mtu-refuses-it-itself"),
+    # As if the pod kept Docker's 1500: node1 cannot forward it into flannel.1 (MTU 1450) with DF set,
+    # so ICMP frag-needed comes from its cni0 gateway.
+    pytest.param(1500, "ICMP type 3 code 4 from 10.244.1.1, mtu 1450", id="a-pod-without-flannel-mtu-gets-frag-needed"),
+])
+def test_a_1451_byte_df_packet_never_reaches_the_underlay(flannel_vxlan, pod_mtu, refusal):
+    if pod_mtu is not None:
+        for node, name in (("pod1a", "eth0"), ("node1", "veth-pod1a")):
+            flannel_vxlan.ipr(node).link("set", index=flannel_vxlan.ifindex(node, name), mtu=pod_mtu)
     probe = flannel_vxlan.probe
     probe.listen(UNDERLAY1)
     result = tunnel.sized_ping(flannel_vxlan, "pod1a", POD2A, 1451)
-    # node1 cannot forward it into flannel.1 (MTU 1450) with DF set: ICMP frag-needed from its cni0 gateway.
-    assert not result and result.error == "ICMP type 3 code 4 from 10.244.1.1, mtu 1450", result
+    assert not result and result.error == refusal, result
     assert probe.expect_none(UNDERLAY1, vxlan_from_node1(), inbound=False) == []
 
 

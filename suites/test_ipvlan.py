@@ -14,10 +14,9 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
 
 from pytest_netconform import lab_fixture
-from harness.lab.live import address, set_link
-from harness.probe import QUIET_WINDOW, Port
+from harness import QUIET_WINDOW, Port, address, set_link
 
-pytestmark = pytest.mark.requires("ipvlan")
+pytestmark = [pytest.mark.area("ipvlan"), pytest.mark.requires("ipvlan")]
 
 ipvl_l2 = lab_fixture("004-ipvlan-l2")
 ipvl_l3 = lab_fixture("004-ipvlan-l3")

@@ -11,9 +11,9 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
 
 from pytest_netconform import lab_fixture
-from harness.kernel import bridge
-from harness.kernel.netops import NUD_PERMANENT
-from harness.probe import QUIET_WINDOW, Port
+from harness import QUIET_WINDOW, Port, bridge
+
+pytestmark = pytest.mark.area("macvlan")
 
 mv_bridge = lab_fixture("004-macvlan-bridge")
 mv_vepa = lab_fixture("004-macvlan-vepa")
@@ -44,18 +44,31 @@ def static_neighbours(lab):
     for node, ifname, peer_ip, peer in (("pod-a", "mac1", POD_B, ("pod-b", "mac2")),
                                         ("pod-b", "mac2", POD_A, ("pod-a", "mac1"))):
         lab.ipr(node).neigh("replace", dst=peer_ip, ifindex=lab.ifindex(node, ifname), lladdr=lab.mac(*peer),
-                            state=NUD_PERMANENT)
+                            state="permanent")
 
 
-# -- bridge mode --------------------------------------------------------------------------
+# -- children talking: inside the parent (bridge), through the switch (VEPA), not at all (private)
 
-@pytest.mark.document("004", "MACVLAN: mode bridge (ip link add link enp0s8 dev mac1 type macvlan mode bridge)")
-def test_bridge_mode_children_talk_directly_inside_the_parent(mv_bridge):
-    probe = mv_bridge.probe
+@pytest.mark.parametrize("lab,through_the_switch", [
+    pytest.param("mv_bridge", False, id="bridge-mode-directly-inside-the-parent", marks=pytest.mark.document(
+        "004", "MACVLAN: mode bridge (ip link add link enp0s8 dev mac1 type macvlan mode bridge)")),
+    pytest.param("mv_vepa", True, id="vepa-only-through-the-switch-hairpin", marks=pytest.mark.document(
+        "004", "MACVLAN: VEPA 模式: 所有流量都发送给父接口, 由外部交换机转回")),
+])
+def test_children_talk_and_the_mode_decides_whether_through_the_switch(request, lab, through_the_switch):
+    live = request.getfixturevalue(lab)
+    probe = live.probe
     probe.listen_all()
     result = probe.ping("pod-a", POD_B)
     assert result, result.error
-    assert probe.expect_none(SWP1, echo(POD_A, POD_B)) == [], "bridge mode sent pod-a's echo out to the switch"
+    pods_echo = echo(POD_A, POD_B)
+    if not through_the_switch:
+        assert probe.expect_none(SWP1, pods_echo) == [], "bridge mode sent pod-a's echo out to the switch"
+        return
+    assert probe.expect(SWP1, pods_echo), "pod-a's echo never reached the switch\n" + probe.evidence(SWP1)
+    assert probe.expect(SWP1, pods_echo, inbound=False), \
+        "the switch did not send the echo back\n" + probe.evidence(SWP1)
+    assert probe.expect(SWP1, echo(POD_B, POD_A, kind=0)), "pod-b's reply did not go through the switch either"
 
 
 @pytest.mark.document("004", "MACVLAN: private 模式: 子接口之间彼此隔离, 即使从外部的物理交换机导流")
@@ -83,18 +96,6 @@ def test_private_mode_drops_reflected_broadcasts_but_not_reflected_unicast(mv_pr
 
 
 # -- VEPA -------------------------------------------------------------------------------------
-
-@pytest.mark.document("004", "MACVLAN: VEPA 模式: 所有流量都发送给父接口, 由外部交换机转回")
-def test_vepa_children_talk_only_through_the_switch_hairpin(mv_vepa):
-    probe = mv_vepa.probe
-    probe.listen_all()
-    result = probe.ping("pod-a", POD_B)
-    assert result, result.error
-    request = echo(POD_A, POD_B)
-    assert probe.expect(SWP1, request), "pod-a's echo never reached the switch\n" + probe.evidence(SWP1)
-    assert probe.expect(SWP1, request, inbound=False), "the switch did not send the echo back\n" + probe.evidence(SWP1)
-    assert probe.expect(SWP1, echo(POD_B, POD_A, kind=0)), "pod-b's reply did not go through the switch either"
-
 
 @pytest.mark.document("004", "MACVLAN: VEPA 模式 (a switch without hairpin)")
 def test_vepa_children_do_not_talk_when_the_switch_has_hairpin_off(mv_vepa):

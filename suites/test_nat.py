@@ -4,7 +4,9 @@ step 6). The document's internet (8.8.8.8) is the lab namespace "internet".
 import pytest
 
 from pytest_netconform import lab_fixture
-from harness.probe import QUIET_WINDOW
+from harness import QUIET_WINDOW
+
+pytestmark = pytest.mark.area("NAT")
 
 routed = lab_fixture("000-routed-containers")
 

@@ -7,8 +7,9 @@ the host's routing with 169.254.1.1 as a gateway nobody owns.
 import pytest
 
 from pytest_netconform import lab_fixture
-from harness.kernel import nsutil
-from harness.probe import QUIET_WINDOW, Port
+from harness import QUIET_WINDOW, Port, write_sysctl
+
+pytestmark = pytest.mark.area("proxy ARP")
 
 calico = lab_fixture("000-calico")
 POD1 = Port("container1", "eth0")
@@ -16,7 +17,7 @@ POD1 = Port("container1", "eth0")
 
 def set_proxy_arp(lab, ifname, value):
     with lab.entered("host"):
-        nsutil.write_sysctl(f"net.ipv4.conf.{ifname}.proxy_arp", value)
+        write_sysctl(f"net.ipv4.conf.{ifname}.proxy_arp", value)
 
 
 @pytest.mark.document("000", "Calico 中的 Proxy ARP: 169.254.1.1")

@@ -7,8 +7,9 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import Ether
 
 from pytest_netconform import lab_fixture
-from harness.kernel import nsutil
-from harness.probe import QUIET_WINDOW, Port
+from harness import QUIET_WINDOW, Port, write_sysctl
+
+pytestmark = pytest.mark.area("routing")
 
 lpm = lab_fixture("000-lpm")
 routed = lab_fixture("000-routed-containers")
@@ -67,25 +68,20 @@ def test_without_the_blackhole_the_default_route_carries_it(lpm):
     assert probe.expect(EXITS["default"], echo_to("192.168.7.7"))
 
 
-@pytest.mark.document("000", "策略路由: ip rule add from 10.0.1.0/24 table 100")
-def test_policy_rule_sends_10_0_1_0_sources_to_table_100(lpm):
+@pytest.mark.parametrize("sender,source,expected", [
+    pytest.param("pod", "10.0.1.5", "table 100", id="sources-in-10.0.1.0-24-use-table-100",
+                 marks=pytest.mark.document("000", "策略路由: ip rule add from 10.0.1.0/24 table 100")),
+    pytest.param("lan", "10.0.0.254", "default", id="other-sources-use-the-main-table",
+                 marks=pytest.mark.document("000", "策略路由")),
+])
+def test_the_policy_rule_picks_the_table_by_source(lpm, sender, source, expected):
     probe = lpm.probe
     probe.listen_all()
-    probe.ping("pod", "8.8.8.8", timeout=QUIET_WINDOW)
-    hit, strays = exits_seen(probe, echo_to("8.8.8.8", src="10.0.1.5"), "table 100")
-    assert hit, "the pod's echo (source 10.0.1.5) did not leave by table 100's gateway\n" + probe.evidence(
-        EXITS["table 100"])
-    assert not strays, f"it also left by {sorted(strays)}"
-
-
-@pytest.mark.document("000", "策略路由")
-def test_other_sources_use_the_main_table(lpm):
-    probe = lpm.probe
-    probe.listen_all()
-    probe.ping("lan", "8.8.8.8", timeout=QUIET_WINDOW)
-    hit, strays = exits_seen(probe, echo_to("8.8.8.8", src="10.0.0.254"), "default")
-    assert hit, probe.evidence(EXITS["default"])
-    assert not strays, f"lan's echo also left by {sorted(strays)}"
+    probe.ping(sender, "8.8.8.8", timeout=QUIET_WINDOW)
+    hit, strays = exits_seen(probe, echo_to("8.8.8.8", src=source), expected)
+    assert hit, f"{sender}'s echo (source {source}) did not leave by the {expected} gateway\n" + probe.evidence(
+        EXITS[expected])
+    assert not strays, f"{sender}'s echo also left by {sorted(strays)}"
 
 
 @pytest.mark.document("000", "步骤 4: sysctl -w net.ipv4.ip_forward=1")
@@ -100,7 +96,7 @@ def test_forwarding_decrements_the_ttl(lpm):
 @pytest.mark.document("000", "步骤 4: sysctl -w net.ipv4.ip_forward=1")
 def test_ip_forward_0_stops_forwarding(lpm):
     with lpm.entered("host"):
-        nsutil.write_sysctl("net.ipv4.ip_forward", 0)
+        write_sysctl("net.ipv4.ip_forward", 0)
     probe = lpm.probe
     probe.listen_all()
     probe.ping("lan", "172.31.0.1", timeout=QUIET_WINDOW)

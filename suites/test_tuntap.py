@@ -13,9 +13,9 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
 
 from pytest_netconform import lab_fixture
-from harness.emulate import tunnel
-from harness.lab.live import set_link
-from harness.probe import QUIET_WINDOW, Port, l2_frame
+from harness import QUIET_WINDOW, Port, l2_frame, set_link, tunnel
+
+pytestmark = pytest.mark.area("TUN/TAP")
 
 tuntap = lab_fixture("004-tuntap")
 

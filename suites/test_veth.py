@@ -7,9 +7,9 @@ ifindex, and deleting one end (or its namespace) removes both.
 import pytest
 
 from pytest_netconform import lab_fixture
-from harness.lab.live import delete_link, set_link
-from harness.kernel.netops import NetlinkWatch, RTMGRP_LINK
-from harness.probe import QUIET_WINDOW, Port, l2_frame
+from harness import QUIET_WINDOW, RTMGRP_LINK, NetlinkWatch, Port, delete_link, l2_frame, set_link
+
+pytestmark = pytest.mark.area("veth")
 
 veth_basics = lab_fixture("000-veth-basics")
 veth_no_ip = lab_fixture("000-veth-no-ip")
@@ -89,10 +89,14 @@ def test_no_frame_crosses_when_the_peer_is_down(veth_no_ip):
     assert rx_packets(veth_no_ip, "my-namespace", "veth1") == before
 
 
-@pytest.mark.document("002", "veth pair 连接两个 namespace")
-def test_ns1_and_ns2_ping_each_other_over_the_pair(veth_pair):
-    there = veth_pair.probe.ping("ns1", "192.168.1.2")
-    back = veth_pair.probe.ping("ns2", "192.168.1.1")
+@pytest.mark.parametrize("lab", [
+    pytest.param("veth_pair", id="002-veth-pair", marks=pytest.mark.document("002", "veth pair 连接两个 namespace")),
+    pytest.param("example1", id="003-example1", marks=pytest.mark.document("003", "示例1: ping")),
+])
+def test_ns1_and_ns2_ping_each_other_over_the_pair(request, lab):
+    live = request.getfixturevalue(lab)  # both documents put ns1 at 192.168.1.1 and ns2 at .2
+    there = live.probe.ping("ns1", "192.168.1.2")
+    back = live.probe.ping("ns2", "192.168.1.1")
     assert there, there.error
     assert back, back.error
 
@@ -101,14 +105,6 @@ def test_ns1_and_ns2_ping_each_other_over_the_pair(veth_pair):
 def test_an_address_behind_no_link_gets_no_answer(veth_pair):
     result = veth_pair.probe.ping("ns1", "192.168.1.3", timeout=QUIET_WINDOW)
     assert not result, f"192.168.1.3 does not exist but answered from {result.reply_from}"
-
-
-@pytest.mark.document("003", "示例1: ping")
-def test_example1_pings_both_ways(example1):
-    there = example1.probe.ping("ns1", "192.168.1.2")
-    back = example1.probe.ping("ns2", "192.168.1.1")
-    assert there, there.error
-    assert back, back.error
 
 
 @pytest.mark.document("003", "示例1: ip link delete veth0")

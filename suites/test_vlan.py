@@ -17,9 +17,9 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
 from pytest_netconform import lab_fixture
-from harness.probe import QUIET_WINDOW, Port
+from harness import QUIET_WINDOW, Port
 
-pytestmark = pytest.mark.requires("vlan")
+pytestmark = [pytest.mark.area("VLAN"), pytest.mark.requires("vlan")]
 
 vlan_lab = lab_fixture("vlan-bridge-port")
 

@@ -6,6 +6,7 @@ tshark. A screenshot is kept in reports/.
 import functools
 import glob
 import http.server
+import json
 import os
 import shutil
 import socketserver
@@ -39,7 +40,11 @@ def failing_run(tmp_path_factory):
 
 def test_results_carry_labels_steps_and_evidence(failing_run):
     table = matrix(failing_run)
-    assert table["bridge"]["failed"] == 1 and table["bridge"]["passed"] == 1, table
+    assert table["bridge"]["failed"] == 1 and table["bridge"]["passed"] == 1, table  # the suite's area marker
+    for path in glob.glob(os.path.join(failing_run, "*-result.json")):
+        with open(path, encoding="utf-8") as handle:
+            labels = {label["name"]: label["value"] for label in json.load(handle)["labels"]}
+        assert "severity" not in labels, f"a severity no marker claimed: {labels}"
     assert os.path.exists(os.path.join(failing_run, "environment.properties"))
     assert os.path.exists(os.path.join(failing_run, "categories.json"))
 

@@ -9,6 +9,7 @@ skips, when the VM cannot start, with the driver's one line. ``make check`` runs
 ``vm`` tests on their own, after the others, so qemu's CPU load does not share the two
 cores with timing-sensitive tests.
 """
+import io
 import os
 import platform
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 
 from pytest_netconform.vm import vm_arguments
 from harness.kernel import sandbox
+from harness.errors import VmError
 from harness.vm.driver import last_error
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -162,3 +164,87 @@ def test_a_vm_that_cannot_start_fails_with_one_line_and_leaves_nothing_behind(tm
     assert len(lines) == 1 and "vagrant up failed" in lines[0] and "vagrant.log" in lines[0], done.stderr
     assert "Traceback" not in done.stderr
     assert vm_processes() == [], "the VM (or libvirtd, or its dnsmasq) outlived the failed start"
+
+
+# -- the driver's steps, with a stand-in for Vagrant and ssh (no VM) -------------------------
+
+class FakeMachine:
+    """python-vagrant's Vagrant as the driver calls it; ``fails`` names the step that fails (exit 1)."""
+
+    def __init__(self, calls, fails=()):
+        self.calls, self.fails = calls, fails
+
+    def _step(self, what, result=None):
+        self.calls.append(what)
+        if what in self.fails:
+            raise subprocess.CalledProcessError(1, ["vagrant", what])
+        return result
+
+    def up(self, vm_name, provider):
+        return self._step("up")
+
+    def ssh_config(self, vm_name):
+        return self._step("ssh_config", f"Host {vm_name}\n")
+
+    def destroy(self, vm_name):
+        return self._step("destroy")
+
+
+@pytest.fixture
+def fake_vagrant(tmp_path, monkeypatch):
+    """The driver with Vagrant, ssh and the copy back stood in for: returns (calls, set the failing steps)."""
+    from harness.vm import driver
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "vagrant").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "vagrant").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setattr(driver, "box_spec", lambda name: {"box": "fake/box"})  # not offline: no box, no libvirtd
+    calls, fails = [], set()
+    monkeypatch.setattr(driver, "_vagrant", lambda root, env, log, wrap: FakeMachine(calls, fails))
+
+    def ssh_pytest(argv, **kwargs):
+        calls.append("pytest")
+        return subprocess.CompletedProcess(argv, 255 if "pytest" in fails else 1)
+
+    def copy_back(ssh, results):
+        calls.append("copy back")
+        with open(os.path.join(results, "kernel"), "w") as handle:
+            handle.write("6.1.0-fake\n")
+
+    monkeypatch.setattr(driver.subprocess, "run", ssh_pytest)
+    monkeypatch.setattr(driver, "_copy_back", copy_back)
+    return calls, fails
+
+
+def run_fake(tmp_path, keep=False):
+    from harness.vm import driver
+    return driver.run("fake", ["suites/test_vlan.py"], str(tmp_path), results=str(tmp_path / "results"), keep=keep,
+                      out=io.StringIO())
+
+
+def test_the_driver_runs_its_steps_in_order_and_times_each(fake_vagrant, tmp_path):
+    calls, _ = fake_vagrant
+    record = run_fake(tmp_path)
+    assert calls == ["up", "ssh_config", "pytest", "copy back", "destroy"]
+    assert list(record.times) == ["vagrant up", "test run", "copy back", "destroy"]
+    assert (record.exit_code, record.kernel, record.destroyed) == (1, "6.1.0-fake", True)
+
+
+@pytest.mark.parametrize("failing,message", [
+    pytest.param("up", "vm fake: vagrant up failed (exit 1): ", id="vagrant-up"),
+    pytest.param("pytest", "vm fake: ssh to the VM failed (exit 255; ", id="ssh-to-run-pytest"),
+])
+def test_a_failed_step_is_one_line_and_the_vm_is_still_destroyed(fake_vagrant, tmp_path, failing, message):
+    calls, fails = fake_vagrant
+    fails.update({failing, "destroy"})  # destroy fails too: the first failure is the one reported
+    with pytest.raises(VmError) as raised:
+        run_fake(tmp_path)
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value), raised.value
+    assert calls[-1] == "destroy" and "copy back" not in calls
+
+
+def test_a_kept_vm_is_not_destroyed(fake_vagrant, tmp_path):
+    calls, _ = fake_vagrant
+    record = run_fake(tmp_path, keep=True)
+    assert "destroy" not in calls and not record.destroyed and "destroy" not in record.times

@@ -107,7 +107,12 @@ def _results_command(args: list[str]) -> str:
 
 def run(name: str, pytest_args: list[str], project: str, results: str | None = None, keep: bool = False,
         out=None) -> VmRun:
-    """Run pytest with ``pytest_args`` in VM ``name``; results land in ``results`` (reports/vm/NAME)."""
+    """Run pytest with ``pytest_args`` in VM ``name``; results land in ``results`` (reports/vm/NAME).
+
+    The steps, each timed into the record: prepare (the offline box and its libvirtd), up (``vagrant
+    up``, which also rsyncs the checkout to /netconform), test, fetch the results, destroy. The VM is
+    destroyed and libvirtd stopped whatever happened, unless ``keep``.
+    """
     out = out or sys.stdout
     spec = box_spec(name)
     if shutil.which("vagrant") is None:
@@ -119,69 +124,113 @@ def run(name: str, pytest_args: list[str], project: str, results: str | None = N
     record = VmRun(name, results=results or os.path.join(project, "reports", "vm", name))
     shutil.rmtree(record.results, ignore_errors=True)
     os.makedirs(record.results)
-    log = os.path.join(record.results, "vagrant.log")
-    state = tempfile.mkdtemp(prefix=f"netconform-vm-{name}-")
-    env = dict(os.environ, VAGRANT_DOTFILE_PATH=os.path.join(state, "dotvagrant"), VAGRANT_CHECKPOINT_DISABLE="1")
-    namespace, machine, failure = None, None, None
+    session = _Session(record, spec, project, keep, out)
+    failure = None
     try:
-        wrap = list
-        if spec.get("offline"):
-            from . import box
-            from .netns import LibvirtNamespace
-            with _Timer(record, "box build"):
-                box_file = box.build(project, log_dir=record.results)
-            env.update(VAGRANT_HOME=os.path.join(box.CACHE, "vagrant.d"), VAGRANT_DEFAULT_PROVIDER="libvirt")
-            with _Timer(record, "libvirtd start"):
-                namespace = LibvirtNamespace().start()
-            wrap = lambda argv: namespace.command(argv, cwd=project)  # noqa: E731
-            machine = _vagrant(project, env, log, wrap)
-            if box.added_key(env["VAGRANT_HOME"]) != box.box_key(project):
-                with _Timer(record, "box add"):
-                    _vagrant_step(machine.box_add, "vagrant box add", log, box.BOX_NAME, box_file, force=True)
-        else:
-            machine = _vagrant(project, env, log, wrap)
-        print(f"netconform: vm {name}: vagrant up ({spec['box']}); log: {log}", file=out, flush=True)
-        with _Timer(record, "vagrant up"):
-            _vagrant_step(machine.up, "vagrant up", log, vm_name=name,
-                          provider="libvirt" if spec.get("offline") else None)
-        config = os.path.join(state, "ssh_config")
-        with open(config, "w") as handle:
-            handle.write(_vagrant_step(machine.ssh_config, "vagrant ssh-config", log, vm_name=name))
-        ssh = wrap(["ssh", "-F", config, "-o", "LogLevel=ERROR", name, "--"])
-        print(f"netconform: vm {name}: pytest {shlex.join(pytest_args)}", file=out, flush=True)
-        with _Timer(record, "test run"):
-            record.exit_code = subprocess.run([*ssh, _results_command(pytest_args)], stdout=out, stderr=out,
-                                              stdin=subprocess.DEVNULL).returncode
-        if record.exit_code == 255:
-            raise VmError(f"ssh to the VM failed (exit 255; see the output above and {log})")
-        with _Timer(record, "copy back"):
-            _copy_back(ssh, record.results)
-        with open(os.path.join(record.results, "kernel")) as handle:
-            record.kernel = handle.read().strip()
-        _add_environment(record, spec)
+        session.prepare()
+        session.up()
+        session.test(pytest_args)
+        session.fetch_results()
     except VmError as exc:
         failure = exc
     finally:
-        if machine is not None and not keep:
-            with _Timer(record, "destroy"):
-                try:
-                    _vagrant_step(machine.destroy, "vagrant destroy", log, vm_name=name)
-                    record.destroyed = True
-                except VmError as exc:
-                    failure = failure or exc
-        if namespace is not None:
-            if keep:
-                print(f"netconform: vm {name} kept; reach it with: nsenter --target={namespace.process.pid} "
-                      f"--net --mount --wd={project} env VAGRANT_HOME={env['VAGRANT_HOME']} "
-                      f"VAGRANT_DOTFILE_PATH={env['VAGRANT_DOTFILE_PATH']} vagrant ssh {name} (and there "
-                      f"`vagrant destroy -f {name}` when done, then kill {namespace.process.pid})", file=out)
-            else:
-                namespace.stop()
-        if not keep:
-            shutil.rmtree(state, ignore_errors=True)
+        destroy_failure = session.destroy()  # always, even after a failure: nothing is left running
+        failure = failure or destroy_failure
+        session.release()
     if failure is not None:
         raise VmError(f"vm {name}: {failure}")
     return record
+
+
+class _Session:
+    """One VM run's state between its steps: the Vagrant machine, libvirtd's namespace, the ssh command."""
+
+    def __init__(self, record: VmRun, spec: dict, project: str, keep: bool, out):
+        self.record, self.spec, self.project, self.keep, self.out = record, spec, project, keep, out
+        self.name = record.name
+        self.log = os.path.join(record.results, "vagrant.log")
+        self.state = tempfile.mkdtemp(prefix=f"netconform-vm-{self.name}-")
+        self.env = dict(os.environ, VAGRANT_DOTFILE_PATH=os.path.join(self.state, "dotvagrant"),
+                        VAGRANT_CHECKPOINT_DISABLE="1")
+        self.wrap = list  # how a vagrant or ssh command runs: as it is, or inside libvirtd's namespace
+        self.namespace = None
+        self.machine = None
+        self.ssh: list[str] = []
+
+    def timed(self, what: str) -> _Timer:
+        return _Timer(self.record, what)
+
+    def prepare(self) -> None:
+        """The offline box: build (or reuse) it, start libvirtd in its namespace, add the box to Vagrant."""
+        if not self.spec.get("offline"):
+            self.machine = _vagrant(self.project, self.env, self.log, self.wrap)
+            return
+        from . import box
+        from .netns import LibvirtNamespace
+        with self.timed("box build"):
+            box_file = box.build(self.project, log_dir=self.record.results)
+        self.env.update(VAGRANT_HOME=os.path.join(box.CACHE, "vagrant.d"), VAGRANT_DEFAULT_PROVIDER="libvirt")
+        with self.timed("libvirtd start"):
+            self.namespace = LibvirtNamespace().start()
+        namespace = self.namespace
+        self.wrap = lambda argv: namespace.command(argv, cwd=self.project)  # noqa: E731
+        self.machine = _vagrant(self.project, self.env, self.log, self.wrap)
+        if box.added_key(self.env["VAGRANT_HOME"]) != box.box_key(self.project):
+            with self.timed("box add"):
+                _vagrant_step(self.machine.box_add, "vagrant box add", self.log, box.BOX_NAME, box_file, force=True)
+
+    def up(self) -> None:
+        """``vagrant up`` (its rsync synced folder puts the checkout at /netconform), then ssh's config."""
+        print(f"netconform: vm {self.name}: vagrant up ({self.spec['box']}); log: {self.log}", file=self.out,
+              flush=True)
+        with self.timed("vagrant up"):
+            _vagrant_step(self.machine.up, "vagrant up", self.log, vm_name=self.name,
+                          provider="libvirt" if self.spec.get("offline") else None)
+        config = os.path.join(self.state, "ssh_config")
+        with open(config, "w") as handle:
+            handle.write(_vagrant_step(self.machine.ssh_config, "vagrant ssh-config", self.log, vm_name=self.name))
+        self.ssh = self.wrap(["ssh", "-F", config, "-o", "LogLevel=ERROR", self.name, "--"])
+
+    def test(self, pytest_args: list[str]) -> None:
+        print(f"netconform: vm {self.name}: pytest {shlex.join(pytest_args)}", file=self.out, flush=True)
+        with self.timed("test run"):
+            self.record.exit_code = subprocess.run([*self.ssh, _results_command(pytest_args)], stdout=self.out,
+                                                   stderr=self.out, stdin=subprocess.DEVNULL).returncode
+        if self.record.exit_code == 255:
+            raise VmError(f"ssh to the VM failed (exit 255; see the output above and {self.log})")
+
+    def fetch_results(self) -> None:
+        with self.timed("copy back"):
+            _copy_back(self.ssh, self.record.results)
+        with open(os.path.join(self.record.results, "kernel")) as handle:
+            self.record.kernel = handle.read().strip()
+        _add_environment(self.record, self.spec)
+
+    def destroy(self) -> VmError | None:
+        """``vagrant destroy`` unless kept; its failure is returned (the caller reports it if nothing failed first)."""
+        if self.machine is None or self.keep:
+            return None
+        with self.timed("destroy"):
+            try:
+                _vagrant_step(self.machine.destroy, "vagrant destroy", self.log, vm_name=self.name)
+                self.record.destroyed = True
+            except VmError as exc:
+                return exc
+        return None
+
+    def release(self) -> None:
+        """libvirtd's namespace stops (or, kept, how to reach the VM is printed); the Vagrant state goes."""
+        if self.namespace is not None:
+            if self.keep:
+                pid = self.namespace.process.pid
+                print(f"netconform: vm {self.name} kept; reach it with: nsenter --target={pid} "
+                      f"--net --mount --wd={self.project} env VAGRANT_HOME={self.env['VAGRANT_HOME']} "
+                      f"VAGRANT_DOTFILE_PATH={self.env['VAGRANT_DOTFILE_PATH']} vagrant ssh {self.name} (and there "
+                      f"`vagrant destroy -f {self.name}` when done, then kill {pid})", file=self.out)
+            else:
+                self.namespace.stop()
+        if not self.keep:
+            shutil.rmtree(self.state, ignore_errors=True)
 
 
 def _vagrant_step(call, what: str, log: str, *args, **kwargs):

@@ -18,9 +18,9 @@ MAY_IMPORT = {
     "probe": {"kernel"},
     "emulate": {"kernel", "probe"},
     "evidence": {"kernel", "lab"},
-    "cni": {"kernel", "lab"},
+    "cni": {"kernel", "lab", "backends"},  # its backends subclass harness.backends.base
     "vm": {"kernel"},
-    "backends": {"kernel", "lab", "probe", "cni"},
+    "backends": {"kernel", "lab", "probe"},  # never cni: the CNI backends come in as entry points
     "bench": {"kernel", "lab", "probe", "evidence", "cni", "backends", "emulate"},
 }
 

@@ -24,7 +24,7 @@ def spec_suite(tmp_path, plugin: dict) -> subprocess.CompletedProcess:
 def test_gc_and_status_pass_against_a_correct_1_1_0_plugin(tmp_path):
     done = spec_suite(tmp_path, {"type": "gc-demo"})
     assert done.returncode == 0, done.stdout[-3000:]
-    assert "PASSED suites/cni/test_spec.py::test_gc_releases_only_what_is_not_a_valid_attachment[gc-demo-1.1.0]" \
+    assert "PASSED suites/cni/test_spec.py::test_gc_releases_only_what_is_not_a_valid_attachment[cni://gc-demo-1.1.0]" \
         in done.stdout and "PASSED suites/cni/test_spec.py::test_status_answers_ready_or_an_error_object" \
         in done.stdout, done.stdout[-3000:]
 
@@ -32,6 +32,6 @@ def test_gc_and_status_pass_against_a_correct_1_1_0_plugin(tmp_path):
 def test_a_gc_that_releases_a_valid_attachment_fails_naming_it(tmp_path):
     done = spec_suite(tmp_path, {"type": "gc-demo", "gcReleasesEverything": True})
     assert done.returncode == 1, done.stdout[-3000:]
-    assert "FAILED suites/cni/test_spec.py::test_gc_releases_only_what_is_not_a_valid_attachment[gc-demo-1.1.0]" \
+    assert "FAILED suites/cni/test_spec.py::test_gc_releases_only_what_is_not_a_valid_attachment[cni://gc-demo-1.1.0]" \
         in done.stdout, done.stdout[-3000:]
     assert "GC released 10.97.0.2, the reservation of a valid attachment (netconform-pod1)" in done.stdout

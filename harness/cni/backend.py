@@ -1,102 +1,20 @@
-"""Implementations under test behind one small interface (as testinfra's backends,
-with molecule's lifecycle), discovered through the ``netconform.backends``
-entry-point group so a third party can add one without touching the harness.
+"""The CNI plugin chain as an implementation under test, and the choice of the backend that
+drives a network configuration file (among the installed ones: harness.backends.registry).
 
-A backend attaches pods (namespaces of a live lab, made by the harness) to the
-network it was given and detaches them; what it did is reported as a CNI result,
-which the datapath suite reads to know what to expect on the wire.
+The base classes (Backend, NetworkBackend, Attachment) are in harness.backends.base.
 """
 from __future__ import annotations
 
-import abc
-import contextlib
-import os
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from importlib.metadata import entry_points
-from typing import ClassVar
-
-from harness.errors import CapabilityMissing, NetconformError
-from .conf import NetworkConfig, load
+from harness.backends.base import Attachment, Backend, NetworkBackend
+from harness.backends.registry import Registry, installed
+from harness.errors import CapabilityMissing
+from .conf import NetworkConfig, parse, read
 from .runtime import CniError, Runtime
 
-GROUP = "netconform.backends"
+__all__ = ["Attachment", "Backend", "CniBackend", "NetworkBackend", "backend_for"]
 
 
-@dataclass
-class Attachment:
-    """A pod attached to the network: the CNI result says what the implementation built."""
-    pod: str
-    ifname: str
-    container_id: str
-    netns: str
-    result: dict
-    runtime_args: dict = field(default_factory=dict)
-
-    def addresses(self) -> list[str]:
-        return [ip["address"] for ip in self.result.get("ips", [])]
-
-    def gateway(self) -> str | None:
-        return next((ip["gateway"] for ip in self.result.get("ips", []) if ip.get("gateway")), None)
-
-
-class Backend(abc.ABC):
-    """An implementation under test. Lifecycle: attach* -> (probe) -> detach* -> close."""
-
-    NAME: ClassVar[str]
-    CONCURRENT_DETACH: ClassVar[bool] = False  # may pods be detached in parallel?
-
-    def __init__(self, live, network: NetworkConfig, state_dir: str, path: list[str] | None = None):
-        self.live = live
-        self.network = network
-        self.state_dir = state_dir
-        self.path = path
-        self.attached: dict[tuple[str, str], Attachment] = {}
-
-    @classmethod
-    def claims(cls, source: str, data: dict) -> bool:
-        """Whether this backend drives the configuration in ``source``."""
-        return False
-
-    @property
-    def label(self) -> str:
-        """The implementation as a report names it (``cni:bridge+portmap``)."""
-        return f"{self.NAME}:{self.network.profile}"
-
-    def netns_path(self, pod: str) -> str:
-        return os.path.join("/run/netns", pod)
-
-    @abc.abstractmethod
-    def attach(self, pod: str, ifname: str = "eth0", **runtime_args) -> Attachment:
-        """Attach ``pod`` to the network; raise CniError (or a subclass of NetconformError) on failure."""
-
-    @abc.abstractmethod
-    def detach(self, pod: str, ifname: str = "eth0") -> None:
-        """Detach ``pod``; detaching what is not attached must succeed."""
-
-    def check(self, pod: str, ifname: str = "eth0") -> None:
-        raise NotImplementedError(f"{self.NAME} has no CHECK")
-
-    def unavailable(self) -> str | None:
-        """Why this implementation cannot run here (a skip reason), or None."""
-        return None
-
-    def close(self) -> None:
-        """Detach whatever is still attached (best effort: the lab goes anyway); at once for
-        different pods when the implementation allows it (CONCURRENT_DETACH)."""
-        def detach(key):
-            with contextlib.suppress(NetconformError):
-                self.detach(*key)
-        keys = list(self.attached)
-        if self.CONCURRENT_DETACH and len(keys) > 1:
-            with ThreadPoolExecutor(len(keys)) as pool:
-                list(pool.map(detach, keys))
-        else:
-            for key in keys:
-                detach(key)
-
-
-class CniBackend(Backend):
+class CniBackend(NetworkBackend):
     """Any chain of CNI plugin binaries, exec'd per the spec."""
 
     NAME = "cni"
@@ -111,6 +29,15 @@ class CniBackend(Backend):
     @classmethod
     def claims(cls, source: str, data: dict) -> bool:
         return source.endswith((".conflist", ".conf")) or "plugins" in data or "type" in data
+
+    @classmethod
+    def network_of(cls, source: str, data) -> NetworkConfig:
+        return parse(data, source)
+
+    @property
+    def label(self) -> str:
+        """The implementation as a report names it: the chain of plugin types (``cni:bridge+portmap``)."""
+        return f"{self.NAME}:{self.network.profile}"
 
     def container_id(self, pod: str) -> str:
         return f"netconform-{pod}"
@@ -141,25 +68,26 @@ class CniBackend(Backend):
                            attachment.runtime_args)
 
 
-def backends() -> dict[str, type[Backend]]:
-    """Every installed backend by name: ours and third parties' (entry points)."""
-    found = {}
-    for entry in entry_points(group=GROUP):
-        found[entry.name] = entry.load()
-    found.setdefault("cni", CniBackend)
-    return found
-
-
-def backend_for(source: str) -> tuple[type[Backend], NetworkConfig]:
-    """The backend that drives the configuration file ``source``, and its network."""
-    import json
-    with open(source, encoding="utf-8") as handle:
-        try:
-            data = json.load(handle)
-        except json.JSONDecodeError as exc:
-            raise CniError(f"{source}: line {exc.lineno}, column {exc.colno}: broken JSON: {exc.msg}") from None
+def backend_for(source: str, registry: Registry | None = None) -> tuple[type[NetworkBackend], NetworkConfig]:
+    """The installed backend that drives the configuration file ``source``, and its network: the one
+    the file names (``"netconformBackend": NAME``), or else the only one that claims it."""
+    data = read(source)
+    found = (registry or installed()).network_backends()
     named = data.get("netconformBackend") if isinstance(data, dict) else None
-    for name, backend in backends().items():
-        if name == named or (named is None and backend.claims(source, data if isinstance(data, dict) else {})):
-            return backend, (backend.network_of(source, data) if hasattr(backend, "network_of") else load(source))
-    raise CniError(f"{source}: no backend drives this configuration (installed: {', '.join(backends())})")
+    names = ", ".join(sorted(found)) or "none"
+    if named is not None:
+        if named not in found:
+            raise CniError(f"{source}: netconformBackend: {named!r} is not an installed backend "
+                           f"(installed: {names})")
+        chosen = found[named]
+    else:
+        claimers = [name for name, backend in sorted(found.items())
+                    if backend.claims(source, data if isinstance(data, dict) else {})]
+        if not claimers:
+            raise CniError(f"{source}: no backend drives this configuration "
+                           f"(installed: {names})")
+        if len(claimers) > 1:
+            raise CniError(f"{source}: backends {', '.join(claimers)} all claim this configuration: "
+                           'name one with "netconformBackend"')
+        chosen = found[claimers[0]]
+    return chosen, chosen.network_of(source, data)

@@ -56,15 +56,19 @@ def parse(data, source: str) -> NetworkConfig:
                          disable_check=bool(data.get("disableCheck", False)), raw=data)
 
 
-def load(path: str) -> NetworkConfig:
+def read(path: str):
+    """The JSON in ``path`` (any backend's configuration file); one line when it cannot be read."""
     try:
         with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
+            return json.load(handle)
     except OSError as exc:
         raise ConfError(f"{path}: cannot read: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise ConfError(f"{path}: line {exc.lineno}, column {exc.colno}: broken JSON: {exc.msg}") from None
-    return parse(data, path)
+
+
+def load(path: str) -> NetworkConfig:
+    return parse(read(path), path)
 
 
 def profile_dir() -> str:

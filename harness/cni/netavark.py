@@ -31,7 +31,7 @@ import shutil
 import subprocess
 
 from harness.errors import CapabilityMissing
-from .backend import Attachment, Backend
+from harness.backends.base import Attachment, NetworkBackend
 from .conf import ConfError, NetworkConfig
 from .runtime import PLUGIN_TIMEOUT, CniError
 
@@ -47,7 +47,7 @@ def find_binary() -> str | None:
     return None
 
 
-class NetavarkBackend(Backend):
+class NetavarkBackend(NetworkBackend):
     """Netavark's bridge driver, with static addresses and port mappings from the runtime args."""
 
     NAME = "netavark"

@@ -18,8 +18,6 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
 from harness.cni import expect
-from harness.cni.backend import backend_for
-from harness.errors import NetconformError
 from harness.probe import DEADLINE, QUIET_WINDOW, Port
 
 HOST_UPLINK, ROUTER, INTERNET = "192.168.1.100", "192.168.1.1", "8.8.8.8"
@@ -29,31 +27,18 @@ NO_PORT_MAPPINGS = "no plugin declares the portMappings capability"
 PORT_MAPPINGS = [{"hostPort": MAPPED, "containerPort": CONTAINER_PORT, "protocol": "tcp"}]
 
 
-def only_if(predicate, reason):
-    """Run the test only on configurations for which ``predicate(network)`` holds (no lab built otherwise)."""
-    def mark(test):
-        test.only_if = (predicate, reason)
-        return test
-    return mark
+pytestmark = pytest.mark.area("CNI datapath")
 
 
 @pytest.fixture
-def network(cni_config):  # the configuration, read without building anything
-    try:
-        return backend_for(cni_config)[1]
-    except NetconformError as exc:
-        pytest.fail(str(exc), pytrace=False)
+def network(cni_network):  # the configuration, read without building anything
+    return cni_network[1]
 
 
 @pytest.fixture
-def net(request, network):
-    """The implementation under test over a fresh lab; skipped when it cannot run here."""
-    predicate, reason = getattr(request.function, "only_if", (lambda _: True, None))
-    if not predicate(network):
-        pytest.skip(reason)
-    cni = request.getfixturevalue("cni")
-    if cni.unavailable():
-        pytest.skip(cni.unavailable())
+def net(cni):
+    """The implementation under test over a fresh lab (fixtures/cni.py: skipped when it cannot run here,
+    or when the configuration does not make the test's ``promises``)."""
     return cni
 
 
@@ -113,7 +98,7 @@ def test_two_pods_on_the_network_reach_each_other_with_their_own_addresses(net, 
     assert exchange.server_saw[0] == ip_of(pod1), f"pod2 saw pod1 as {exchange.server_saw} (NAT inside the network?)"
 
 
-@only_if(expect.pods_reach_each_other, "the configuration keeps pods apart (nothing to lose on DEL)")
+@pytest.mark.promises(expect.pods_reach_each_other, "the configuration keeps pods apart (nothing to lose on DEL)")
 def test_a_detached_pod_is_no_longer_reachable(net, add_pod):
     attach(net, add_pod, "pod1")
     gone = ip_of(attach(net, add_pod, "pod2"))
@@ -141,8 +126,8 @@ def test_a_pod_reaches_the_host_with_its_own_address(net, add_pod, target):
 
 # ---------------------------------------------------------------- the internet (ipMasq)
 
-@only_if(lambda network: expect.egress(network, UPLINK) == "masquerade",
-         "the configuration does not masquerade (no ipMasq, no default route or no gateway)")
+@pytest.mark.promises(lambda network: expect.egress(network, UPLINK) == "masquerade",
+                      "the configuration does not masquerade (no ipMasq, no default route or no gateway)")
 def test_with_ip_masquerade_pod_traffic_leaves_with_the_uplink_address(net, add_pod):
     pod = attach(net, add_pod, "pod1")
     exchange = net.live.probe.udp("pod1", "internet", INTERNET, 53)
@@ -151,7 +136,8 @@ def test_with_ip_masquerade_pod_traffic_leaves_with_the_uplink_address(net, add_
     assert exchange.client_saw == (INTERNET, 53) and exchange.reply == b"netconform", exchange
 
 
-@only_if(lambda network: expect.egress(network, UPLINK) != "masquerade", "the configuration masquerades (ipMasq)")
+@pytest.mark.promises(lambda network: expect.egress(network, UPLINK) != "masquerade",
+                      "the configuration masquerades (ipMasq)")
 def test_without_ip_masquerade_the_pods_own_address_leaves(net, add_pod):
     egress = expect.egress(net.network, UPLINK)
     pod = attach(net, add_pod, "pod1")
@@ -174,7 +160,7 @@ def published(net, client, dst, port=MAPPED, server="pod1", timeout=DEADLINE):
     return net.live.probe.tcp(client, server, dst, port, listen_port=CONTAINER_PORT, timeout=timeout)
 
 
-@only_if(expect.port_mapping_capable, NO_PORT_MAPPINGS)
+@pytest.mark.promises(expect.port_mapping_capable, NO_PORT_MAPPINGS)
 def test_a_mapped_host_port_reaches_the_pod_from_outside(net, add_pod):
     attach(net, add_pod, "pod1", portMappings=PORT_MAPPINGS)
     exchange = published(net, "internet", HOST_UPLINK)
@@ -194,14 +180,14 @@ def test_an_unmapped_host_port_does_not_reach_the_pod(net, add_pod):
         net.live.probe.evidence(Port("pod1", "eth0"))
 
 
-@only_if(expect.port_mapping_capable, NO_PORT_MAPPINGS)
+@pytest.mark.promises(expect.port_mapping_capable, NO_PORT_MAPPINGS)
 def test_a_pod_attached_without_port_mappings_publishes_nothing(net, add_pod):
     attach(net, add_pod, "pod1")
     exchange = published(net, "internet", HOST_UPLINK, timeout=QUIET_WINDOW)
     assert not exchange, f"{HOST_UPLINK}:{MAPPED} reached pod1, which asked for no mapping: {exchange}"
 
 
-@only_if(expect.port_mapping_capable, NO_PORT_MAPPINGS)
+@pytest.mark.promises(expect.port_mapping_capable, NO_PORT_MAPPINGS)
 def test_after_del_the_mapped_port_no_longer_reaches_the_pod(net, add_pod):
     attach(net, add_pod, "pod1", portMappings=PORT_MAPPINGS)
     assert published(net, "internet", HOST_UPLINK), "the mapping did not work even before DEL"
@@ -210,7 +196,7 @@ def test_after_del_the_mapped_port_no_longer_reaches_the_pod(net, add_pod):
     assert not exchange, f"{HOST_UPLINK}:{MAPPED} still reaches pod1's namespace after DEL: {exchange}"
 
 
-@only_if(expect.port_mapping_capable, NO_PORT_MAPPINGS)
+@pytest.mark.promises(expect.port_mapping_capable, NO_PORT_MAPPINGS)
 @pytest.mark.parametrize("dst", [HOST_UPLINK, "127.0.0.1"])
 def test_the_host_reaches_its_own_mapped_port(net, add_pod, dst):
     attach(net, add_pod, "pod1", portMappings=PORT_MAPPINGS)
@@ -223,7 +209,7 @@ def test_the_host_reaches_its_own_mapped_port(net, add_pod, dst):
     assert exchange.client_saw == (dst, MAPPED), exchange
 
 
-@only_if(expect.port_mapping_capable, NO_PORT_MAPPINGS)
+@pytest.mark.promises(expect.port_mapping_capable, NO_PORT_MAPPINGS)
 def test_a_pod_reaches_itself_through_the_mapped_port(net, add_pod):
     pod = attach(net, add_pod, "pod1", portMappings=PORT_MAPPINGS)
     promised = expect.hairpin_port_mapping(net.network)

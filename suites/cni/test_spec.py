@@ -25,6 +25,7 @@ from harness.cni.runtime import CniError, Here, Runtime
 from harness.errors import CapabilityMissing
 from harness.cni.schema import validate_error, validate_result, validate_version
 
+pytestmark = pytest.mark.area("CNI spec")
 VERSIONS = pytest.mark.parametrize("version", ["0.4.0", "1.0.0", "1.1.0"])
 PORTS = [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]
 ABSENT_NETNS = "/run/netns/netconform-absent"

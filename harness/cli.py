@@ -12,6 +12,8 @@
     python -m harness vm list                       the VM boxes (harness/vm/boxes.json)
     python -m harness vm box                        build (or reuse) and add the offline box netconform/debian12
     python -m harness vm run NAME [--keep-vm] -- ARGS  run pytest ARGS in VM NAME; results in reports/vm/NAME
+    python -m harness impl list                     the implementations' builds (Debian releases) and their state
+    python -m harness impl fetch NAME@VERSION       fetch one into the cache (private apt state; nothing installed)
     python -m harness bench [ARGS]                  the speed benchmark (python -m harness.bench)
     python -m harness soak [ARGS]                   the suites N times under load (python -m harness.bench.soak)
 
@@ -149,6 +151,30 @@ def _vm_run(args) -> str:
     return ""
 
 
+def _impl_list(args) -> str:
+    from harness.impl import catalogue, fetch
+    lines = []
+    for build in catalogue.load().values():
+        have = fetch.fetched(build)
+        if have is None:
+            state = "not fetched"
+        elif have.runs_here:
+            state = f"fetched: {have.package} {have.version}, {have.bin_dir}"
+        else:
+            state = f"fetched, cannot run here: {have.why_not}"
+        note = f"; {build.note}" if build.note else ""
+        lines.append(f"{build.id}\tDebian {build.release} (kernel {build.kernel}){note}\n\t{state}\n")
+    return "".join(lines)
+
+
+def _impl_fetch(args) -> str:
+    from harness.impl import catalogue, fetch
+    build = catalogue.build_named(args.build)
+    have = fetch.fetch(build, refresh=args.refresh)
+    where = f"{have.bin_dir}" if have.runs_here else f"(unpacked in {have.root}); {have.why_not}"
+    return f"{build.id}: {have.package} {have.version} from Debian {have.release}: {where}\n"
+
+
 def _passed_on(module: str):
     """A command that is its own program (bench, soak): the rest of the line is its arguments."""
     def run(args) -> str:
@@ -197,6 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     vm_run.add_argument("--results", help="where the results go (default reports/vm/NAME)")
     vm_run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then pytest's arguments")
     vm_run.set_defaults(run=_vm_run)
+    impl = commands.add_parser("impl", help="the implementations' builds netconform validates").add_subparsers(
+        dest="action", required=True)
+    impl.add_parser("list", help="every build of the catalogue, and whether it is fetched").set_defaults(run=_impl_list)
+    fetch = impl.add_parser("fetch", help="fetch NAME@VERSION from its Debian release into the cache (nothing installed)")
+    fetch.add_argument("build", metavar="NAME@VERSION")
+    fetch.add_argument("--refresh", action="store_true", help="read the release's package lists and fetch again")
+    fetch.set_defaults(run=_impl_fetch)
     for name, module, text in (("bench", "harness.bench.run", "the speed benchmark (make bench); --help for its options"),
                                ("soak", "harness.bench.soak", "the suites N times under full CPU load (make soak)")):
         sub = commands.add_parser(name, help=text, add_help=False)

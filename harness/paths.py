@@ -12,6 +12,16 @@ LAB_DATA = os.path.join(PACKAGE, "lab", "data")  # the bundled labs (*.yaml) and
 SHELL_DIR = os.path.join(LAB_DATA, "shell")
 
 
+def cache_dir() -> str:
+    """netconform's cache (VM boxes, fetched builds): $NETCONFORM_CACHE, else /var/cache/netconform as root,
+    else ~/.cache/netconform."""
+    if os.environ.get("NETCONFORM_CACHE"):
+        return os.environ["NETCONFORM_CACHE"]
+    if os.geteuid() == 0:
+        return "/var/cache/netconform"
+    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "netconform")
+
+
 def checkout() -> str | None:
     """The project checkout this harness is part of, or None for an installed copy."""
     project = os.path.dirname(PACKAGE)

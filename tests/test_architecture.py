@@ -14,6 +14,7 @@ FOUNDATION = {"harness.errors", "harness.paths", "harness.evidence", "harness.ev
 # room -> the rooms (or modules) it may import besides itself and the foundation
 MAY_IMPORT = {
     "kernel": set(),
+    "impl": set(),
     "lab": {"kernel"},
     "probe": {"kernel"},
     "emulate": {"kernel", "probe"},

@@ -65,7 +65,7 @@ def test_the_wheel_holds_every_room_and_its_data(installed):
                  "print(harness.__file__)"], cwd=elsewhere).stdout.strip()
     assert where.startswith(site), f"harness imported from {where}, not from the installed wheel in {site}"
     for relative in ("harness/lab/data/001-vbridge.yaml", "harness/lab/data/shell/001-vbridge.sh",
-                     "harness/vm/boxes.json", "harness/cni/profiles/bridge-portmap.conflist",
+                     "harness/vm/boxes.json", "harness/cni/profiles/bridge-portmap.conflist", "harness/impl/catalogue.yaml",
                      "harness/kernel/sandbox.py", "harness/probe/engine.py", "harness/evidence/dump.py",
                      "harness/bench/run.py", "harness/vm/driver.py", "pytest_netconform/plugin.py",
                      "netconform_suites/test_veth.py", "netconform_suites/cni/test_spec.py"):
@@ -83,6 +83,8 @@ def test_the_command_line_works_from_the_wheel(installed, command):
     assert "ip netns add ns1" in script and "vbridge" in script, script
     boxes = run([*argv, "vm", "list"], cwd=elsewhere).stdout
     assert "debian12" in boxes, boxes
+    builds = run([*argv, "impl", "list"], cwd=elsewhere).stdout
+    assert "cni-plugins@1.9.1\tDebian forky" in builds, builds
     # What needs a checkout says so in one line, rather than failing somewhere inside.
     done = subprocess.run([*argv, "vm", "box"], cwd=elsewhere, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "runs from a netconform checkout" in done.stderr, done.stderr

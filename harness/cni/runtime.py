@@ -9,7 +9,10 @@ with the cached ADD result as ``prevResult``; ``cniVersion`` and ``name`` come f
 the list; ``runtimeConfig`` carries the capability arguments a plugin declares.
 
 Plugins run in the lab's host node, so everything they do to "the host" happens in
-a namespace of the sandbox; host-local's reservations go to the run's directory.
+a namespace of the sandbox. Their configuration reaches them as the spec says, unchanged but for
+what the runtime sets (cniVersion, name, prevResult, runtimeConfig); their files go to a
+/var/lib/cni of the run's own (STATE_DIR/var-lib-cni, bind-mounted in the plugin's mount
+namespace), so host-local's defaults and flannel's delegation keep their state in the run.
 """
 from __future__ import annotations
 
@@ -22,11 +25,13 @@ import time
 from dataclasses import dataclass, field
 
 from harness.evidence import margins
+from harness.kernel import sandbox
 from harness.errors import CapabilityMissing, NetconformError
 from .conf import NetworkConfig
 
 DEFAULT_PATH = ("/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni")
 PLUGIN_TIMEOUT = 20.0  # seconds: a plugin that has not answered by then is hung
+PLUGIN_STATE_DIR = "var-lib-cni"  # in the runtime's state directory: the plugins' /var/lib/cni
 
 
 class CniError(NetconformError):
@@ -111,10 +116,6 @@ class Runtime:
         given = {cap: value for cap, value in (runtime_args or {}).items() if cap in wanted}
         if given:
             conf["runtimeConfig"] = given
-        ipam = conf.get("ipam")
-        if isinstance(ipam, dict) and ipam.get("type") == "host-local" and "dataDir" not in ipam:
-            # host-local keeps reservations in /var/lib/cni/networks; keep them in the run.
-            conf["ipam"] = dict(ipam, dataDir=os.path.join(self.state_dir, "host-local"))
         return conf
 
     def exec(self, command: str, plugin_type: str, conf: dict, container_id: str = "", netns: str = "",
@@ -126,13 +127,16 @@ class Runtime:
         if env_override is not None:
             env = {k: v for k, v in {**env, **env_override}.items() if v is not None}
         run = PluginRun(command, plugin_type, env, conf)
+        plugin_state = os.path.join(self.state_dir, PLUGIN_STATE_DIR)
+        os.makedirs(plugin_state, exist_ok=True)
         start = time.monotonic()
         try:
             with self.live.entered(self.host_node):
-                # A session of its own, so that a hung plugin is killed with whatever it started.
+                # A session of its own, so that a hung plugin is killed with whatever it started; the
+                # run's own /var/lib/cni (host-local's reservations, flannel's files), as a host would have.
                 process = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                            stderr=subprocess.PIPE, text=True, env=env, cwd=self.state_dir,
-                                           start_new_session=True)
+                                           start_new_session=True, preexec_fn=sandbox.plugin_state_preexec(plugin_state))
         except OSError as exc:
             run.problem = f"cannot execute {binary}: {exc.strerror}"
             self.log.append(run)

@@ -109,6 +109,42 @@ def _private_run() -> None:
     nsutil.mount("netconform-run", "/run", "tmpfs", 0, "mode=0755")
     os.mkdir(nsutil.NETNS_RUN_DIR, 0o755)
     nsutil.mount("netconform-netns", nsutil.NETNS_RUN_DIR, "tmpfs", 0, "mode=0755")
+    _private_var_lib()
+
+
+VAR_LIB = "/var/lib"
+PLUGIN_STATE = "/var/lib/cni"  # CNI plugins' files: host-local's reservations, flannel's, the runtime's cache
+
+
+def _private_var_lib() -> None:
+    """A private /var/lib/cni: plugins keep state there (host-local, flannel) and must find it writable,
+    and private, as /run is. A tmpfs on it; where the machine has no /var/lib/cni to mount on, /var/lib
+    first becomes an overlay whose writes land in the sandbox's /run, so that the directory can be made.
+    (Not an overlay every time: sandboxes nest, in tests, and overlays stack only two deep.)"""
+    try:
+        if not os.path.isdir(PLUGIN_STATE):
+            upper, work = "/run/netconform-var-lib/upper", "/run/netconform-var-lib/work"
+            os.makedirs(upper, 0o755)
+            os.makedirs(work, 0o755)
+            nsutil.mount("netconform-var-lib", VAR_LIB, "overlay", 0,
+                         f"lowerdir={VAR_LIB},upperdir={upper},workdir={work}")
+            os.makedirs(PLUGIN_STATE, 0o755)
+        nsutil.mount("netconform-cni-state", PLUGIN_STATE, "tmpfs", 0, "mode=0755")
+    except OSError as exc:
+        raise SandboxError(f"cannot make a private {PLUGIN_STATE} (for the plugins' state): {exc}") from None
+
+
+def plugin_state_preexec(directory: str):
+    """A ``preexec_fn`` giving a plugin (and what it delegates to) ``directory`` as its /var/lib/cni,
+    in a mount namespace of its own: each test's plugins keep their files apart, where the test's
+    checks can read them. Without a /var/lib/cni to cover (--no-sandbox), plugins use the real one."""
+    def preexec():
+        if not os.path.isdir(PLUGIN_STATE):
+            return
+        nsutil.unshare(nsutil.CLONE_NEWNS)
+        nsutil.mount("none", "/", None, nsutil.MS_REC | nsutil.MS_PRIVATE)
+        nsutil.mount(directory, PLUGIN_STATE, None, nsutil.MS_BIND)
+    return preexec
 
 
 def enter(*, allow_userns: bool = True) -> SandboxInfo:

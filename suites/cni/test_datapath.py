@@ -280,7 +280,7 @@ def snapshot(live, node, state_dir=None) -> set[str]:
 def kept(network) -> list[str]:
     """What the implementations keep, legitimately, after the last DEL: shared, no pod's."""
     bridge, types = expect.bridge_name(network), set(network.types)
-    patterns = [r"file host-local/[^/]+/(lock|last_reserved_ip\.\d+)",  # host-local's bookkeeping
+    patterns = [r"file var-lib-cni/networks/[^/]+/(lock|last_reserved_ip\.\d+)",  # host-local's bookkeeping
                 r"file netavark/.*\.json",  # the backend's record of what it gave netavark
                 r"iptables \w+ :(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) ACCEPT"]  # a table, once used
     if "bridge" in types:  # the bridge plugin keeps its bridge, the gateway address on it, its subnet route

@@ -29,7 +29,7 @@ from harness.lab.build import build
 from harness.lab.file import bundled_labs, lab_from_dict, load_lab, load_lab_file
 from harness.lab.live import LiveLab, address, set_link
 from harness.lab.model import HOST, Lab
-from harness.probe import DEADLINE, QUIET_WINDOW, Port, Probe, Seen, l2_frame
+from harness.probe import DEADLINE, QUIET_WINDOW, Arrival, Delivery, Port, Probe, Seen, Strays, l2_frame
 
 _moved.install()
 
@@ -38,7 +38,7 @@ __all__ = [
     "load_lab", "load_lab_file", "lab_from_dict", "bundled_labs", "build", "Lab", "LiveLab", "HOST",
     "set_link", "address", "bridge",
     # probes
-    "Probe", "Port", "Seen", "l2_frame", "DEADLINE", "QUIET_WINDOW",
+    "Probe", "Port", "Seen", "l2_frame", "DEADLINE", "QUIET_WINDOW", "Arrival", "Strays", "Delivery",
     # errors
     "NetconformError", "LabError", "BuildError", "CapabilityMissing", "ProbeError", "SandboxError", "VmError",
 ]

@@ -16,7 +16,7 @@ MAY_IMPORT = {
     "kernel": set(),
     "lab": {"kernel"},
     "probe": {"kernel"},
-    "emulate": {"kernel", "probe"},
+    "emulate": {"kernel"},
     "evidence": {"kernel", "lab"},
     "cni": {"kernel", "lab"},
     "vm": {"kernel"},

@@ -42,7 +42,7 @@ def test_expect_returns_the_matching_frame_and_nothing_after_its_deadline(vbridg
     frame = l2_frame(vbridge.mac("ns1", "veth-1"), vbridge.mac("ns2", "veth-2"), "to ns2")
     probe.send(NS1, frame)
     seen = probe.expect(NS2, frame)
-    assert seen and bytes(seen.raw).startswith(bytes(frame)) and seen.seen.port == NS2
+    assert seen and bytes(seen.raw).startswith(bytes(frame)) and seen.frame.port == NS2
     assert not probe.expect(NS2, frame, timeout=QUIET_WINDOW)  # consumed: not found twice
 
 

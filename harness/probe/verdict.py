@@ -1,7 +1,7 @@
 """What an expectation found, as a value that shows its evidence (PTF's ``PollFailure.format``).
 
 - ``Arrival`` (``probe.expect``): truthy when a matching frame came; it is that frame
-  (``.packet``, ``.raw``, ``.summary()``...).
+  (``.frame``, the Seen, and its ``.packet``, ``.raw``, ``.summary()``...).
 - ``Strays`` (``probe.expect_none``): the matching frames that came in the quiet window, a
   list: ``== []`` when nothing came.
 - ``Delivery`` (``probe.expect_only``): truthy when the frame came on every port it should
@@ -86,17 +86,17 @@ class Arrival(Verdict):
 
     def __init__(self, port, match, timeout: float, inbound: bool, seen, saw: list, waited: float):
         self._register(port, match, timeout, inbound, saw)
-        self.seen = seen  # the matching Seen, or None
+        self.frame = seen  # the matching Seen (what expect found), or None
         self.waited = waited
 
     def __bool__(self) -> bool:
-        return self.seen is not None
+        return self.frame is not None
 
     def _frame(self):
-        if self.seen is None:
+        if self.frame is None:
             raise ProbeError(f"{self.name}: no frame matching {describe(self.match)} came on {self.port} "
                              f"within {_seconds(self.seconds)}, so there is no frame to read")
-        return self.seen
+        return self.frame
 
     # What matched, as the Seen it is.
     @property
@@ -119,17 +119,17 @@ class Arrival(Verdict):
         return self._frame().summary()
 
     def format(self) -> str:
-        if self.seen is not None:
+        if self.frame is not None:
             head = (f"{self.name}: a matching frame came on {self.port} ({self.direction}) after "
                     f"{_seconds(self.waited)} (deadline {_seconds(self.seconds)})")
-            return "\n".join([head, f"  matched: {frame_line(self.seen)}", *self._expected_lines("expected")])
+            return "\n".join([head, f"  matched: {frame_line(self.frame)}", *self._expected_lines("expected")])
         head = (f"{self.name}: no matching frame came on {self.port} ({self.direction}) "
                 f"within the deadline of {_seconds(self.seconds)}")
         return "\n".join([head, *self._expected_lines("expected"), *self._saw_lines()])
 
     def __repr__(self) -> str:
-        if self.seen is not None:
-            return f"<{self.name} on {self.port}: came after {_seconds(self.waited)}: {_short(self.seen.summary())}>"
+        if self.frame is not None:
+            return f"<{self.name} on {self.port}: came after {_seconds(self.waited)}: {_short(self.frame.summary())}>"
         return (f"<{self.name} on {self.port}: nothing matching within {_seconds(self.seconds)} "
                 f"({len(self.saw)} other frame(s) seen)>")
 
@@ -193,7 +193,7 @@ class Delivery(Verdict):
         lines = [head, *self._expected_lines("expected")]
         for port, arrival in self.arrivals.items():
             if arrival:
-                lines.append(f"  {port}: came, as it should: {frame_line(arrival.seen)}")
+                lines.append(f"  {port}: came, as it should: {frame_line(arrival.frame)}")
             else:
                 lines.append(f"  {port}: did NOT come; " + "; ".join(line.strip() for line in arrival._saw_lines()))
         for port, strays in self.strays.items():

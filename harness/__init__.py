@@ -32,7 +32,7 @@ from harness.lab.build import build
 from harness.lab.file import bundled_labs, lab_from_dict, load_lab, load_lab_file
 from harness.lab.live import LiveLab, address, delete_link, set_link
 from harness.lab.model import HOST, Lab
-from harness.probe import DEADLINE, QUIET_WINDOW, Port, Probe, Seen, l2_frame
+from harness.probe import DEADLINE, QUIET_WINDOW, Arrival, Delivery, Port, Probe, Seen, Strays, l2_frame
 
 _moved.install()
 
@@ -46,7 +46,7 @@ __all__ = [
     # user-space stand-ins for daemons: TUN/TAP file descriptors, Flannel's UDP encapsulator
     "tunnel",
     # probes
-    "Probe", "Port", "Seen", "l2_frame", "DEADLINE", "QUIET_WINDOW",
+    "Probe", "Port", "Seen", "l2_frame", "DEADLINE", "QUIET_WINDOW", "Arrival", "Strays", "Delivery",
     # errors
     "NetconformError", "LabError", "BuildError", "CapabilityMissing", "ProbeError", "SandboxError", "VmError",
 ]

@@ -151,7 +151,7 @@ def test_a_different_vni_on_node2_breaks_cross_node_delivery(request):
 def test_a_1450_byte_df_packet_crosses_in_a_1500_byte_underlay_packet(flannel_vxlan):
     probe = flannel_vxlan.probe
     probe.listen(UNDERLAY2)
-    result = tunnel.sized_ping(flannel_vxlan, "pod1a", POD2A, 1450)
+    result = probe.ping("pod1a", POD2A, size=1450, df=True)
     assert result, result.error
     seen = probe.expect(UNDERLAY2, vxlan_from_node1())
     assert seen, probe.evidence(UNDERLAY2)
@@ -174,7 +174,7 @@ def test_a_1451_byte_df_packet_never_reaches_the_underlay(flannel_vxlan, pod_mtu
             flannel_vxlan.ipr(node).link("set", index=flannel_vxlan.ifindex(node, name), mtu=pod_mtu)
     probe = flannel_vxlan.probe
     probe.listen(UNDERLAY1)
-    result = tunnel.sized_ping(flannel_vxlan, "pod1a", POD2A, 1451)
+    result = probe.ping("pod1a", POD2A, size=1451, df=True)
     assert not result and result.error == refusal, result
     assert probe.expect_none(UNDERLAY1, vxlan_from_node1(), inbound=False) == []
 
@@ -216,7 +216,7 @@ def test_a_1472_byte_df_packet_crosses_in_a_1500_byte_udp_packet(flannel_udp):
     tunnel.UdpTunnel(flannel_udp, LEASES)
     probe = flannel_udp.probe
     probe.listen(UNDERLAY2)
-    result = tunnel.sized_ping(flannel_udp, "pod1a", POD2A, 1472)
+    result = probe.ping("pod1a", POD2A, size=1472, df=True)
     assert result, result.error
     seen = probe.expect(UNDERLAY2, udp_from_node1())
     assert seen and seen.packet[IP].len == 1472 + tunnel.UDP_OVERHEAD == 1500, probe.evidence(UNDERLAY2)
@@ -228,6 +228,6 @@ def test_a_1473_byte_df_packet_is_refused_in_the_pod(flannel_udp):
     tunnel.UdpTunnel(flannel_udp, LEASES)
     probe = flannel_udp.probe
     probe.listen(UNDERLAY1)
-    result = tunnel.sized_ping(flannel_udp, "pod1a", POD2A, 1473)
+    result = probe.ping("pod1a", POD2A, size=1473, df=True)
     assert not result and result.error == "Message too long", result
     assert probe.expect_none(UNDERLAY1, udp_from_node1(), inbound=False) == []

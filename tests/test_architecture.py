@@ -17,7 +17,7 @@ MAY_IMPORT = {
     "impl": set(),
     "lab": {"kernel"},
     "probe": {"kernel"},
-    "emulate": {"kernel", "probe"},
+    "emulate": {"kernel"},
     "evidence": {"kernel", "lab"},
     "cni": {"kernel", "lab", "backends"},  # its backends subclass harness.backends.base
     "vm": {"kernel"},

@@ -1,4 +1,5 @@
-"""fdwait.select: select.select's answers, for descriptors select(2) cannot take (>= 1024)."""
+"""fdwait.select: select.select's answers, for descriptors select(2) cannot take (>= 1024); and
+the one deadline every wait uses (harness.kernel.deadline), which notes its timing margin."""
 import os
 import resource
 import select
@@ -7,7 +8,9 @@ import time
 
 import pytest
 
+from harness.evidence import margins
 from harness.kernel import fdwait
+from harness.kernel.deadline import Deadline
 
 
 @pytest.fixture
@@ -49,3 +52,40 @@ def test_writable_and_plain_fds_are_reported_as_given(high_pair):
     left, right = high_pair
     readers, writers, _ = fdwait.select([left.fileno()], [right], [], 0)
     assert readers == [] and writers == [right]
+
+
+@pytest.fixture
+def fresh_margins(monkeypatch):
+    """This test's margins only (the process's table is put back after)."""
+    monkeypatch.setattr(margins, "_worst", {})
+
+
+def test_a_wait_ends_at_the_first_event_and_notes_its_margin(fresh_margins):
+    left, right = socket.socketpair()
+    with left, right:
+        wait = Deadline(1.0, "pair")
+        rounds = 0
+        for _ in wait.rounds([left]):
+            rounds += 1
+            if rounds == 1:
+                right.send(b"x")  # the event comes after the first look
+            elif left.recv(1) == b"x":
+                used = wait.met()
+                break
+        assert rounds == 2 and used < 0.5
+    worst = margins.worst()["pair"]
+    assert worst["allowed"] == 1.0 and 0 < worst["used"] < 0.5, worst
+    with margins.running("a block of its own"):  # what the pytest plugin does for each test
+        Deadline(1.0, "named").met()
+    assert margins.worst()["named"]["where"] == "a block of its own"
+
+
+def test_a_wait_with_no_event_ends_after_its_deadline_and_notes_nothing(fresh_margins):
+    left, right = socket.socketpair()
+    with left, right:
+        wait = Deadline(0.02, "quiet")
+        rounds = sum(1 for _ in wait.rounds([left]))
+        assert wait.passed and wait.elapsed() >= 0.019 and rounds >= 2  # the last round comes after the deadline
+        right.send(b"late")
+        assert wait.wait([left]) == ([], [])  # past the deadline: nothing, at once, even with data pending
+    assert "quiet" not in margins.worst()

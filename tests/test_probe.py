@@ -1,4 +1,11 @@
-"""The probe engine on a real lab: matching, deadlines, draining, ARP/ICMP/UDP/TCP, pcapng."""
+"""The probe engine on a real lab: matching, deadlines, draining, ARP/ICMP/UDP/TCP, pcapng, and
+verdicts that show their evidence when an assertion on them fails."""
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
 import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
@@ -6,9 +13,10 @@ from scapy.packet import Raw
 from scapy.utils import PcapNgReader
 
 from pytest_netconform import lab_fixture
+from harness import bridge
 from harness.errors import ProbeError
 from harness.probe.match import template_matches
-from harness.probe import QUIET_WINDOW, Port, l2_frame
+from harness.probe import DEADLINE, QUIET_WINDOW, Port, l2_frame
 
 vbridge = lab_fixture("001-vbridge")
 NS1, NS2, NS3 = Port("ns1", "veth-1"), Port("ns2", "veth-2"), Port("ns3", "veth-3")
@@ -29,13 +37,13 @@ def test_templates_match_only_the_fields_they_set(template, frame, expected):
     assert template_matches(template, Ether(bytes(frame))) is expected
 
 
-def test_expect_returns_the_matching_frame_and_none_after_its_deadline(vbridge):
+def test_expect_returns_the_matching_frame_and_nothing_after_its_deadline(vbridge):
     probe = vbridge.probe
     frame = l2_frame(vbridge.mac("ns1", "veth-1"), vbridge.mac("ns2", "veth-2"), "to ns2")
     probe.send(NS1, frame)
     seen = probe.expect(NS2, frame)
-    assert seen is not None and bytes(seen.raw).startswith(bytes(frame))
-    assert probe.expect(NS2, frame, timeout=QUIET_WINDOW) is None  # consumed: not found twice
+    assert seen and bytes(seen.raw).startswith(bytes(frame)) and seen.frame.port == NS2
+    assert not probe.expect(NS2, frame, timeout=QUIET_WINDOW)  # consumed: not found twice
 
 
 def test_an_802_1q_tag_is_seen_where_it_was_on_the_wire(vbridge):
@@ -47,9 +55,9 @@ def test_an_802_1q_tag_is_seen_where_it_was_on_the_wire(vbridge):
     tagged = Ether(src=src, dst=dst) / Dot1Q(vlan=10, prio=3) / IP(src="10.10.0.1", dst="10.10.0.2") / UDP()
     probe.send(NS1, tagged)
     seen = probe.expect(NS2, Ether(dst=dst) / Dot1Q(vlan=10, prio=3) / IP(dst="10.10.0.2"))
-    assert seen is not None, probe.evidence(NS2)
+    assert seen, probe.evidence(NS2)
     assert seen.raw[:18] == bytes(tagged)[:18]
-    assert probe.expect(NS3, Ether(dst=dst) / Dot1Q(vlan=11), timeout=QUIET_WINDOW) is None
+    assert not probe.expect(NS3, Ether(dst=dst) / Dot1Q(vlan=11), timeout=QUIET_WINDOW)
 
 
 def test_an_expectation_ignores_what_came_before_the_last_send(vbridge):
@@ -58,8 +66,8 @@ def test_an_expectation_ignores_what_came_before_the_last_send(vbridge):
     second = l2_frame(vbridge.mac("ns1", "veth-1"), "02:00:00:00:00:99", "second")
     probe.send(NS1, first)
     probe.send(NS1, second)
-    assert probe.expect(NS3, first, timeout=QUIET_WINDOW) is None
-    assert probe.expect(NS3, second) is not None
+    assert not probe.expect(NS3, first, timeout=QUIET_WINDOW)
+    assert probe.expect(NS3, second)
 
 
 def test_expect_none_reports_offending_frames(vbridge):
@@ -124,3 +132,129 @@ def test_the_capture_is_a_pcapng_naming_each_frames_interface(vbridge):
         captured = [packet for packet in reader if b"captured" in bytes(packet)]
     names = sorted(packet.sniffed_on for packet in captured)
     assert names == ["ns1/veth-1", "ns2/veth-2"], names
+
+
+# --- verdicts that show the evidence (PTF's PollFailure.format) -------------------------------
+VERDICTS = textwrap.dedent('''
+    from pytest_netconform import lab_fixture
+    from harness.probe import QUIET_WINDOW, Port, l2_frame
+
+    vbridge = lab_fixture("001-vbridge")
+    NS1, NS2, NS3 = Port("ns1", "veth-1"), Port("ns2", "veth-2"), Port("ns3", "veth-3")
+
+
+    def flood(lab):
+        """ns1 sends a frame to a MAC nobody has: the bridge floods it to ns2 and ns3."""
+        lab.probe.listen(NS1, NS2, NS3)
+        frame = l2_frame(lab.mac("ns1", "veth-1"), "02:00:00:00:00:99", "flooded")
+        lab.probe.send(NS1, frame)
+        return frame
+
+
+    def test_expect_fails(vbridge):
+        flood(vbridge)
+        assert vbridge.probe.expect(NS2, l2_frame(vbridge.mac("ns1", "veth-1"), "02:00:00:00:00:99", "never sent"),
+                                    timeout=QUIET_WINDOW)
+
+
+    def test_expect_passes(vbridge):
+        assert vbridge.probe.expect(NS2, flood(vbridge))
+
+
+    def test_expect_none_fails(vbridge):
+        assert vbridge.probe.expect_none(NS3, flood(vbridge)) == []
+
+
+    def test_expect_none_passes(vbridge):
+        frame = flood(vbridge)
+        assert vbridge.probe.expect_none(NS1, frame) == []  # no hairpin: not back to the sender
+''')
+
+
+@pytest.fixture(scope="module")
+def verdict_run(tmp_path_factory):
+    """A small pytest session (netconform active) whose failing assertions are on probe verdicts."""
+    folder = tmp_path_factory.mktemp("verdicts")
+    (folder / "test_verdicts.py").write_text(VERDICTS)
+    done = subprocess.run([sys.executable, "-m", "pytest", "test_verdicts.py", "-q", "-p", "no:cacheprovider",
+                           "--netconform", "-rA", f"--basetemp={folder / 'tmp'}"], cwd=folder,
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")})
+    # Each failure's text follows a "____ test_name ____" header, up to the next header or summary.
+    parts = re.split(r"^_{3,} (test_\w+) _{3,}$|^={3,} short test summary", done.stdout, flags=re.M)
+    return done, dict(zip(parts[1::2], parts[2::2]))
+
+
+def test_a_failing_expect_shows_the_interface_the_deadline_and_the_frames_seen(verdict_run):
+    done, sections = verdict_run
+    text = sections.get("test_expect_fails", "")
+    assert "no matching frame came on ns2/veth-2 (inbound) within the deadline of 40 ms" in text, done.stdout
+    assert "Raw: starts with b'never sent'" in text, text  # the expected frame, field by field
+    assert "ns2/veth-2 saw" in text and "(0x88b5) / Raw b'flooded'" in text, text  # what the port did see
+
+
+def test_a_passing_expect_fails_nothing(verdict_run):
+    done, sections = verdict_run
+    assert "PASSED test_verdicts.py::test_expect_passes" in done.stdout, done.stdout
+    assert "test_expect_passes" not in sections, sections.get("test_expect_passes")
+
+
+def test_a_failing_expect_none_shows_the_interface_the_window_and_the_frames_that_came(verdict_run):
+    done, sections = verdict_run
+    text = sections.get("test_expect_none_fails", "")
+    assert "1 matching frame(s) came on ns3/veth-3 (inbound) in the 40 ms window" in text, done.stdout
+    assert "the matching frame(s):" in text and "(0x88b5) / Raw b'flooded'" in text, text
+    assert text.count("expect_none#") >= 2, text  # the one-line verdict, then its evidence
+
+
+def test_a_passing_expect_none_fails_nothing(verdict_run):
+    done, sections = verdict_run
+    assert "PASSED test_verdicts.py::test_expect_none_passes" in done.stdout, done.stdout
+    assert "2 failed, 2 passed" in done.stdout, done.stdout
+
+
+def test_an_expectation_that_came_is_truthy_and_the_frame_one_that_did_not_shows_why(vbridge):
+    probe = vbridge.probe
+    frame = l2_frame(vbridge.mac("ns1", "veth-1"), vbridge.mac("ns2", "veth-2"), "to ns2")
+    probe.send(NS1, frame)
+    came = probe.expect(NS2, frame)
+    assert came and came.packet.dst == vbridge.mac("ns2", "veth-2") and "came on ns2/veth-2" in came.format()
+    missed = probe.expect(NS2, frame, timeout=QUIET_WINDOW)
+    assert not missed and "within the deadline of 40 ms" in missed.format()
+    with pytest.raises(ProbeError, match=r"expect#\d+: no frame matching .* came on ns2/veth-2"):
+        missed.packet
+
+
+def test_expect_only_holds_for_a_known_unicast(vbridge):
+    probe = vbridge.probe
+    probe.listen(NS1, NS2, NS3)
+    mac1, mac2 = vbridge.mac("ns1", "veth-1"), vbridge.mac("ns2", "veth-2")
+    probe.send(NS2, l2_frame(mac2, mac1, "ns2 says hello: the bridge learns mac2 on veth-2-br"))
+    assert bridge.wait_fdb(vbridge, "host", "vbridge", lambda learned: mac2 in learned, DEADLINE)
+    frame = l2_frame(mac1, mac2, "to ns2, known")
+    probe.send(NS1, frame)
+    delivery = probe.expect_only([NS2], frame)
+    assert delivery, delivery.format()
+    assert delivery.missing == [] and delivery.extra == [] and "ns3/veth-3: nothing, as it should" in delivery.format()
+
+
+def test_expect_only_fails_when_the_frame_is_flooded_and_says_where_it_went(vbridge):
+    probe = vbridge.probe
+    probe.listen(NS1, NS2, NS3)
+    frame = l2_frame(vbridge.mac("ns1", "veth-1"), "02:00:00:00:00:99", "unknown unicast: flooded")
+    probe.send(NS1, frame)
+    delivery = probe.expect_only([NS2], frame)
+    assert not delivery and delivery.extra == [NS3] and delivery.missing == [], delivery.format()
+    text = delivery.format()
+    assert "ns2/veth-2: came, as it should" in text and "ns3/veth-3: came too, where it should not" in text, text
+    assert "also on ns3/veth-3" in repr(delivery)
+
+
+def test_expect_only_fails_when_the_frame_does_not_come_where_it_should(vbridge):
+    probe = vbridge.probe
+    probe.listen(NS1, NS2, NS3)
+    frame = l2_frame(vbridge.mac("ns1", "veth-1"), "02:00:00:00:00:99", "flooded")
+    probe.send(NS1, frame)
+    delivery = probe.expect_only([NS1], frame, timeout=QUIET_WINDOW)  # the sender's port: it leaves, never comes
+    assert not delivery and delivery.missing == [NS1] and set(delivery.extra) == {NS2, NS3}, delivery.format()
+    assert "ns1/veth-1: did NOT come" in delivery.format()

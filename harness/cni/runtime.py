@@ -21,12 +21,11 @@ import json
 import os
 import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 
-from harness.evidence import margins
 from harness.kernel import sandbox
 from harness.errors import CapabilityMissing, NetconformError
+from harness.kernel.deadline import Deadline
 from .conf import NetworkConfig
 
 DEFAULT_PATH = ("/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni")
@@ -129,7 +128,7 @@ class Runtime:
         run = PluginRun(command, plugin_type, env, conf)
         plugin_state = os.path.join(self.state_dir, PLUGIN_STATE_DIR)
         os.makedirs(plugin_state, exist_ok=True)
-        start = time.monotonic()
+        wait = Deadline(self.timeout, "cni plugin")
         try:
             with self.live.entered(self.host_node):
                 # A session of its own, so that a hung plugin is killed with whatever it started; the
@@ -149,7 +148,7 @@ class Runtime:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-                run.seconds = time.monotonic() - start
+                run.seconds = wait.elapsed()
                 run.problem = f"no answer within {self.timeout:g} s (killed)"
                 run.stdout, run.stderr = (
                     (out or b"").decode(errors="replace") if isinstance(out, bytes) else (out or "")
@@ -157,8 +156,7 @@ class Runtime:
                 self.log.append(run)
                 return run
         done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-        run.seconds = time.monotonic() - start
-        margins.note("cni plugin", run.seconds, self.timeout)
+        run.seconds = wait.met()
         run.returncode, run.stdout, run.stderr = done.returncode, done.stdout, done.stderr
         text = done.stdout.strip()
         if done.returncode < 0:

@@ -24,19 +24,16 @@ import os
 import socket
 import struct
 import threading
-import time
 from collections.abc import Callable
 
 from harness.kernel import fdwait
-from harness.probe.exchange import DEADLINE, PingResult
+from harness.kernel.deadline import DEADLINE, QUIET_WINDOW, Deadline
 from harness.kernel.netops import safe_close_fd, sync_linkwatch
-from harness.probe import QUIET_WINDOW
 from harness.kernel.tuntap import IFF_NO_PI, IFF_TAP, IFF_TUN, TUNSETIFF
 
 FLANNEL_UDP_PORT = 8285  # flanneld's UDP backend
 VXLAN_OVERHEAD = 50  # outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14: FLANNEL_MTU=1450 on a 1500 underlay
 UDP_OVERHEAD = 28  # outer IPv4 20 + UDP 8: FLANNEL_MTU=1472 for the UDP backend
-IP_MTU_DISCOVER, IP_PMTUDISC_DONT, IP_PMTUDISC_DO = 10, 0, 2
 STOP_TIMEOUT = 5.0  # seconds close() waits for the encapsulator's thread (it wakes at once)
 
 
@@ -71,27 +68,19 @@ def open_tuntap(live, node: str, name: str, kind: str) -> int:
 
 def read_packet(fd: int, timeout: float = DEADLINE, match: Callable[[bytes], bool] | None = None) -> bytes | None:
     """The first packet (or frame) read from ``fd`` within ``timeout`` that ``match`` accepts, else None."""
-    deadline = time.monotonic() + timeout
-    while True:
+    for _ in Deadline(timeout).rounds([fd]):
         for data in _pending(fd):
             if match is None or match(data):
                 return data
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        fdwait.select([fd], [], [], left)
+    return None
 
 
 def read_window(fd: int, window: float = QUIET_WINDOW) -> list[bytes]:
     """Everything read from ``fd`` during the quiet window (a negative check wants [])."""
-    deadline = time.monotonic() + window
     seen: list[bytes] = []
-    while True:
+    for _ in Deadline(window).rounds([fd]):
         seen += _pending(fd)
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return seen
-        fdwait.select([fd], [], [], left)
+    return seen
 
 
 def drain(fd: int) -> list[bytes]:
@@ -106,51 +95,6 @@ def _pending(fd: int) -> list[bytes]:
             out.append(os.read(fd, 65535))
         except BlockingIOError:
             return out
-
-
-def _checksum(data: bytes) -> int:
-    data += b"\0" * (len(data) % 2)
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total & 0xFFFF) + (total >> 16)
-    return ~(total + (total >> 16)) & 0xFFFF
-
-
-def sized_ping(live, node: str, dst: str, size: int, df: bool = True, timeout: float = DEADLINE) -> PingResult:
-    """One ICMP echo of ``size`` bytes of IP packet from ``node`` to ``dst``, as `ping -s size-28 -M do|dont`.
-
-    With ``df`` the kernel refuses a packet larger than the route's MTU ("Message too
-    long"); an ICMP error quoting the echo (frag-needed...) ends the wait at once.
-    """
-    with live.entered(node):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.IPPROTO_ICMP)
-    try:
-        sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DO if df else IP_PMTUDISC_DONT)
-        ident, seq = (os.getpid() + size) & 0xFFFF, 1
-        payload = b"netconform-mtu".ljust(size - 28, b".")
-        header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-        sock.sendto(struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, seq) + payload, (dst, 0))
-    except OSError as exc:
-        sock.close()
-        return PingResult(False, error=exc.strerror)
-    ours = struct.pack("!HH", ident, seq)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not fdwait.select([sock], [], [], left)[0]:
-                return PingResult(False, error=f"no reply from {dst} within {timeout:g} s")
-            data, (source, _) = sock.recvfrom(65535)
-            ihl = (data[0] & 0x0F) * 4
-            kind, code = data[ihl], data[ihl + 1]
-            if kind == 0 and data[ihl + 4:ihl + 8] == ours:
-                return PingResult(True, reply_from=source, ttl=data[8])
-            inner = data[ihl + 8:]
-            if kind in (3, 11) and inner and inner[(inner[0] & 0x0F) * 4 + 4:(inner[0] & 0x0F) * 4 + 8] == ours:
-                mtu = struct.unpack("!H", data[ihl + 6:ihl + 8])[0]
-                return PingResult(False, reply_from=source,
-                                  error=f"ICMP type {kind} code {code} from {source}" + (f", mtu {mtu}" if code == 4 else ""))
-    finally:
-        sock.close()
 
 
 class UdpTunnel:

@@ -8,12 +8,24 @@ Process-wide and cheap (a comparison per wait); nothing is written unless asked.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
 ENV = "NETCONFORM_MARGINS"  # a directory: a pytest process told this writes its worst margins there
-where = ""  # what is running (the pytest plugin sets the test's node id)
+_where = ""  # what is running: the test's node id while the pytest plugin runs one (see running)
 _worst: dict[str, dict] = {}
+
+
+@contextlib.contextmanager
+def running(where: str):
+    """Waits noted inside this block are attributed to ``where`` (a test's node id)."""
+    global _where
+    before, _where = _where, where
+    try:
+        yield
+    finally:
+        _where = before
 
 
 def note(kind: str, used: float, allowed: float) -> None:
@@ -22,7 +34,7 @@ def note(kind: str, used: float, allowed: float) -> None:
         return
     current = _worst.get(kind)
     if current is None or used / allowed > _share(current):
-        _worst[kind] = {"used": used, "allowed": allowed, "where": where}
+        _worst[kind] = {"used": used, "allowed": allowed, "where": _where}
 
 
 def worst() -> dict[str, dict]:

@@ -24,10 +24,9 @@ from __future__ import annotations
 import os
 import socket
 import struct
-import time
 
-from harness.kernel import fdwait
 from harness.kernel import nsutil
+from harness.kernel.deadline import Deadline
 from harness.kernel.rtnl import SOL_NETLINK, Rtnl, _attr, _attrs
 
 RTM_NEWNSID, RTM_DELNSID = 88, 89
@@ -38,12 +37,9 @@ NETLINK_ADD_MEMBERSHIP = 1
 _RTGENMSG = struct.pack("=B3x", socket.AF_UNSPEC)
 
 
-def _nsid_events(sock: socket.socket, deadline: float):
+def _nsid_events(sock: socket.socket, deadline: Deadline):
     """(type, nsid) of each NSID notification until ``deadline``."""
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0 or not fdwait.select([sock], [], [], left)[0]:
-            return
+    while deadline.wait([sock])[0]:
         data = sock.recv(65536)
         at = 0
         while at + 16 <= len(data):
@@ -56,7 +52,7 @@ def _nsid_events(sock: socket.socket, deadline: float):
                         yield kind, struct.unpack("=i", value)[0]
 
 
-def _release_canary(rtnl: Rtnl, watch: socket.socket, deadline: float) -> int | None:
+def _release_canary(rtnl: Rtnl, watch: socket.socket, deadline: Deadline) -> int | None:
     """Make a namespace, give it an id here, release it; its nsid (None if none was announced)."""
     canary = nsutil.create_netns()
     try:
@@ -70,7 +66,7 @@ def _release_canary(rtnl: Rtnl, watch: socket.socket, deadline: float) -> int | 
 def cleanup_barrier(timeout: float = 5.0) -> bool:
     """Return True once every network namespace released before the call is destroyed;
     False if that was not seen within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+    deadline = Deadline(timeout)
     watch = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.NETLINK_ROUTE)
     rtnl = Rtnl()
     try:

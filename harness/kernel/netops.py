@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 
 from pyroute2 import IPRoute
 
-from harness.kernel import fdwait
-from harness.evidence import margins
 from harness.kernel import nsutil
+from harness.kernel.deadline import Deadline
 
 IFF_UP = 0x1
 IFF_RUNNING = 0x40
@@ -61,16 +59,13 @@ class NetlinkWatch:
 
     def wait_for(self, predicate, timeout: float) -> bool:
         """True as soon as ``predicate()`` holds, checked again on every notification."""
-        deadline = time.monotonic() + timeout
-        while True:
+        wait = Deadline(timeout, "link wait")
+        for _ in wait.rounds([self.sock]):
             self.drain()
             if predicate():
-                margins.note("link wait", time.monotonic() - deadline + timeout, timeout)
+                wait.met()
                 return True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            fdwait.select([self.sock], [], [], left)
+        return False
 
     def close(self) -> None:
         self.sock.close()

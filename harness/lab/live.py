@@ -36,6 +36,7 @@ class LiveLab:
         self._named: list[str] = []
         self._closers: list[Callable[[], None]] = []
         self.steps: list[tuple[str, float]] = []  # (what, seconds): the build, stage by stage
+        self.probe = None  # the harness.probe.Probe tests drive on this lab (attach_probe), if any
         self.closed = False
 
     # -- access ---------------------------------------------------------------
@@ -88,6 +89,14 @@ class LiveLab:
     def addresses(self, node: str, name: str) -> list[str]:
         index = self.ifindex(node, name)
         return [f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}" for m in self.ipr(node).get_addr(index=index)]
+
+    def attach_probe(self, probe):
+        """Make ``probe`` (a ``harness.probe.Probe`` made on this lab) the lab's ``probe``,
+        the one its tests drive; the probe closes with the lab. Returns it."""
+        if probe.live is not self:
+            raise LabError(f"lab {self.name}: the probe was made on another lab ({probe.live.name})")
+        self.probe = probe
+        return probe
 
     def on_teardown(self, closer: Callable[[], None]) -> None:
         """Register something to close before the namespaces go (a socket holds its netns)."""

@@ -17,15 +17,14 @@ from dataclasses import dataclass
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
-from harness.kernel import fdwait
-from harness.evidence import margins
 from harness.errors import ProbeError
-from harness.probe.exchange import DEADLINE, Exchange, PingResult, StackExchanges  # noqa: F401 (part of the probe API)
+from harness.kernel.deadline import DEADLINE, QUIET_WINDOW, Deadline
+from harness.probe.exchange import Exchange, PingResult, StackExchanges  # noqa: F401 (part of the probe API)
 from harness.probe.match import compile_match, describe
 from harness.probe.pcapng import PcapngWriter
 from harness.probe.steps import reported
+from harness.probe.verdict import Arrival, Delivery, Strays
 
-QUIET_WINDOW = 0.04  # the one short window a negative check listens for ("nothing arrives"); the bench bar is 50 ms
 ETH_P_ALL = 0x0003
 ETH_P_ARP = 0x0806
 PACKET_OUTGOING = 4
@@ -113,18 +112,19 @@ def _mac_text(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
-class Probe(StackExchanges):
+class Probe:
     """Send and expect frames in one lab; ping, ARP and UDP/TCP exchanges.
 
-    ``capture`` is a pcapng path for everything the probe sent or saw.
+    ``capture`` is a pcapng path for everything the probe sent or saw; ``stage``, if
+    given, a callable(title) -> context manager each action runs in (report steps).
     """
 
-    def __init__(self, live, capture: str | None = None):
+    def __init__(self, live, capture: str | None = None, stage=None):
         self.live = live
         self._sockets: dict[Port, _PortSocket] = {}
-        self.init_stack()
+        self.stack = StackExchanges(live, self.drain)
         self.pcap = PcapngWriter(capture) if capture else None
-        self.stage = None  # a callable(title) -> context manager each action runs in (report steps)
+        self.stage = stage
         self.capture_path = capture
         live.on_teardown(self.close)
 
@@ -193,41 +193,59 @@ class Probe(StackExchanges):
         return self._sockets[port]
 
     @reported(lambda port, match, *a, **k: f"expect on {port}: {describe(match)}")
-    def expect(self, port: Port, match, timeout: float = DEADLINE, inbound: bool = True) -> Seen | None:
-        """The first frame on ``port`` matching ``match`` within ``timeout``, else None."""
-        entry = self._socket(port)
+    def expect(self, port: Port, match, timeout: float = DEADLINE, inbound: bool = True) -> Arrival:
+        """The first frame on ``port`` matching ``match`` within ``timeout``: an Arrival,
+        truthy (and that frame) when it came, falsy (with what the port saw) when not."""
+        return self._expect(self._socket(port), match, timeout, inbound)
+
+    def _expect(self, entry: _PortSocket, match, timeout: float, inbound: bool) -> Arrival:
         predicate = compile_match(match)
-        deadline = time.monotonic() + timeout
-        scanned = entry.since
-        while True:
+        wait = Deadline(timeout, "expect")
+        first = scanned = entry.since
+        for _ in wait.rounds([entry.sock]):
             list(self._read(entry))
             for at in range(scanned, len(entry.history)):
                 seen = entry.history[at]
                 if seen.outbound != inbound and predicate(seen.raw, lambda s=seen: s.packet):
                     entry.since = at + 1  # a later expectation starts after this frame
-                    margins.note("expect", time.monotonic() - deadline + timeout, timeout)
-                    return seen
+                    return Arrival(entry.port, match, timeout, inbound, seen, entry.history[first:at + 1],
+                                   wait.met())
             scanned = len(entry.history)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            fdwait.select([entry.sock], [], [], left)
+        return Arrival(entry.port, match, timeout, inbound, None, entry.history[first:], wait.elapsed())
 
     @reported(lambda port, match, window=QUIET_WINDOW, **k: f"expect nothing on {port} for {window * 1000:g} ms: "
               f"{describe(match)}")
-    def expect_none(self, port: Port, match, window: float = QUIET_WINDOW, inbound: bool = True) -> list[Seen]:
-        """Every frame matching ``match`` that ``port`` saw within the quiet window (should be [])."""
+    def expect_none(self, port: Port, match, window: float = QUIET_WINDOW, inbound: bool = True) -> Strays:
+        """The frames matching ``match`` that ``port`` saw within the quiet window: Strays,
+        a list that is ``== []`` when nothing matching came."""
         entry = self._socket(port)
+        self._listen_window([entry], window)
+        return self._strays(entry, match, window, inbound)
+
+    def _listen_window(self, entries: list[_PortSocket], window: float) -> None:
+        """Read what ``entries`` see until the window closes."""
+        for _ in Deadline(window).rounds([entry.sock for entry in entries]):
+            for entry in entries:
+                list(self._read(entry))
+
+    def _strays(self, entry: _PortSocket, match, window: float, inbound: bool) -> Strays:
         predicate = compile_match(match)
-        deadline = time.monotonic() + window
-        while True:
-            list(self._read(entry))
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            fdwait.select([entry.sock], [], [], left)
-        return [s for s in entry.history[entry.since:]
-                if s.outbound != inbound and predicate(s.raw, lambda s=s: s.packet)]
+        saw = entry.history[entry.since:]
+        return Strays(entry.port, match, window, inbound,
+                      [s for s in saw if s.outbound != inbound and predicate(s.raw, lambda s=s: s.packet)], saw)
+
+    @reported(lambda ports, match, *a, **k: f"expect only on {', '.join(map(str, ports))}: {describe(match)}")
+    def expect_only(self, ports, match, timeout: float = DEADLINE, window: float = QUIET_WINDOW,
+                    inbound: bool = True) -> Delivery:
+        """The frame comes on each of ``ports`` (within ``timeout``) and on no other port the
+        probe listens on (within the quiet window after), as PTF's verify_packets: a Delivery,
+        truthy when so, showing where the frame did and did not come."""
+        wanted = [self._socket(port) for port in ports]
+        others = [entry for port, entry in self._sockets.items() if port not in ports]
+        arrivals = {entry.port: self._expect(entry, match, timeout, inbound) for entry in wanted}
+        self._listen_window(others, window)
+        strays = {entry.port: self._strays(entry, match, window, inbound) for entry in others}
+        return Delivery(match, timeout, window, inbound, arrivals, strays)
 
     def seen(self, port: Port) -> list[Seen]:
         """Everything ``port`` has seen so far (for evidence in assertion messages)."""
@@ -265,26 +283,44 @@ class Probe(StackExchanges):
         frame = (b"\xff" * 6 + mac + struct.pack("!H", ETH_P_ARP)
                  + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + mac + socket.inet_aton(sender)
                  + b"\0" * 6 + target_raw).ljust(60, b"\0")
-        start = time.perf_counter()
+        wait = Deadline(timeout, "arp")
         self._transmit(entry, frame)
-        deadline = time.monotonic() + timeout
-        while True:
+        for _ in wait.rounds([entry.sock]):
             for seen in self._read(entry):
                 raw = seen.raw
                 if (not seen.outbound and raw[12:14] == b"\x08\x06" and raw[20:22] == b"\x00\x02"
                         and raw[28:32] == target_raw):
-                    margins.note("arp", time.perf_counter() - start, timeout)
-                    return ArpReply(_mac_text(raw[22:28]), target, time.perf_counter() - start, raw)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            fdwait.select([entry.sock], [], [], left)
+                    return ArpReply(_mac_text(raw[22:28]), target, wait.met(), raw)
+        return None
+
+    # -- through the nodes' own stacks (harness.probe.exchange) ---------------------------
+    @reported(lambda node, dst, *a, **k: f"ping {dst} from {node}")
+    def ping(self, node: str, dst: str, timeout: float = DEADLINE, ttl: int | None = None,
+             size: int | None = None, df: bool | None = None) -> PingResult:
+        """One ICMP echo from ``node`` to ``dst`` through the node's own routing; ``size`` (the
+        IP packet's) and ``df`` as ``ping -s SIZE-28 -M do|dont`` (see StackExchanges.ping)."""
+        return self.stack.ping(node, dst, timeout=timeout, ttl=ttl, size=size, df=df)
+
+    @reported(lambda client, server, dst, port, *a, **k: f"UDP {client} -> {dst}:{port} (server in {server})")
+    def udp(self, client: str, server: str, dst: str, port: int, listen: str = "0.0.0.0",
+            payload: bytes = b"netconform", timeout: float = DEADLINE, listen_port: int | None = None) -> Exchange:
+        """Client node sends a datagram to dst:port; the server node echoes it back."""
+        return self.stack.udp(client, server, dst, port, listen=listen, payload=payload, timeout=timeout,
+                              listen_port=listen_port)
+
+    @reported(lambda client, server, dst, port, *a, **k: f"TCP {client} -> {dst}:{port} (server in {server})")
+    def tcp(self, client: str, server: str, dst: str, port: int, listen: str = "0.0.0.0",
+            payload: bytes = b"netconform", timeout: float = DEADLINE, listen_port: int | None = None) -> Exchange:
+        """Client node connects to dst:port; a listener in the server node accepts and echoes
+        (``listen_port``: the server's port when a mapping changes it)."""
+        return self.stack.tcp(client, server, dst, port, listen=listen, payload=payload, timeout=timeout,
+                              listen_port=listen_port)
 
     def close(self) -> None:
         for entry in self._sockets.values():
             entry.sock.close()
         self._sockets.clear()
-        self.close_stack_sockets()
+        self.stack.close()
         if self.pcap is not None:
             self.pcap.close()
 

@@ -11,13 +11,12 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness.kernel import fdwait
-from harness.evidence import margins
-from harness.probe.steps import reported
+from harness.kernel.deadline import DEADLINE, Deadline
+from harness.probe import icmp
 
-DEADLINE = 1.0  # seconds a positive check waits at most; it returns on the first match
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 
 
@@ -46,42 +45,44 @@ class Exchange:
         return self.ok
 
 
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    total = (total >> 16) + (total & 0xFFFF)
-    total += total >> 16
-    return ~total & 0xFFFF
-
-
 class StackExchanges:
-    """ping/udp/tcp for the probe (it provides ``live`` and ``drain``)."""
+    """ping, UDP and TCP through the nodes' own stacks: a component of the probe.
 
-    def init_stack(self) -> None:
-        self._icmp: dict[str, socket.socket] = {}
+    ``drain`` is called before each exchange, so that the probe's expectations after one
+    see only what followed it.
+    """
+
+    def __init__(self, live, drain: Callable[[], None]):
+        self.live = live
+        self.drain = drain
+        self._icmp: dict[str, tuple[socket.socket, int]] = {}  # node -> its raw ICMP socket, PMTU default
         self._icmp_id = os.getpid() & 0xFFFF
         self._icmp_seq = 0
 
-    def close_stack_sockets(self) -> None:
-        for sock in self._icmp.values():
+    def close(self) -> None:
+        for sock, _ in self._icmp.values():
             sock.close()
         self._icmp.clear()
 
-    # -- through the kernel's stack -------------------------------------------------
-    def _icmp_socket(self, node: str) -> socket.socket:
+    def _icmp_socket(self, node: str) -> tuple[socket.socket, int]:
         if node not in self._icmp:
             with self.live.entered(node):
                 sock = socket.socket(socket.AF_INET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.IPPROTO_ICMP)
             sock.setblocking(False)
-            self._icmp[node] = sock
+            self._icmp[node] = sock, sock.getsockopt(socket.IPPROTO_IP, icmp.IP_MTU_DISCOVER)
         return self._icmp[node]
 
-    @reported(lambda node, dst, *a, **k: f"ping {dst} from {node}")
-    def ping(self, node: str, dst: str, timeout: float = DEADLINE, ttl: int | None = None) -> PingResult:
-        """One ICMP echo from ``node`` to ``dst`` through the node's own routing."""
-        sock = self._icmp_socket(node)
-        self.drain()  # like send(): expectations after a ping see only what followed it
+    def ping(self, node: str, dst: str, timeout: float = DEADLINE, ttl: int | None = None,
+             size: int | None = None, df: bool | None = None) -> PingResult:
+        """One ICMP echo from ``node`` to ``dst`` through the node's own routing.
+
+        ``size`` is the IP packet's (``ping -s SIZE-28``); ``df`` sets or clears Don't
+        Fragment (``ping -M do|dont``; None: the socket's default, path MTU discovery).
+        With DF the kernel refuses a packet larger than the route's MTU ("Message too
+        long"); an ICMP error quoting the echo (frag-needed, with the MTU) ends the wait.
+        """
+        sock, pmtu_default = self._icmp_socket(node)
+        self.drain()
         while True:  # stale replies of earlier pings
             try:
                 sock.recv(65535)
@@ -90,39 +91,29 @@ class StackExchanges:
         self._icmp_seq = (self._icmp_seq + 1) & 0xFFFF
         ident, seq = self._icmp_id, self._icmp_seq
         payload = b"netconform" + struct.pack("!d", time.time())
-        header = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
-        packet = struct.pack("!BBHHH", 8, 0, _checksum(header + payload), ident, seq) + payload
+        if size is not None:
+            payload = icmp.padded(payload, size)
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl or 64)
-        start = time.perf_counter()
+        sock.setsockopt(socket.IPPROTO_IP, icmp.IP_MTU_DISCOVER,
+                        pmtu_default if df is None else icmp.IP_PMTUDISC_DO if df else icmp.IP_PMTUDISC_DONT)
+        wait = Deadline(timeout, "ping")
         try:
-            sock.sendto(packet, (dst, 0))
+            sock.sendto(icmp.echo_request(ident, seq, payload), (dst, 0))
         except OSError as exc:
             return PingResult(False, error=exc.strerror or os.strerror(exc.errno or errno.EIO))
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return PingResult(False, error=f"no reply from {dst} within {timeout:g} s")
-            ready, _, _ = fdwait.select([sock], [], [], left)
-            if not ready:
-                continue
+        while wait.wait([sock])[0]:
             try:
                 data, (source, _) = sock.recvfrom(65535)
             except BlockingIOError:
                 continue
             except OSError as exc:
                 return PingResult(False, error=exc.strerror)
-            ihl = (data[0] & 0x0F) * 4
-            kind, code = data[ihl], data[ihl + 1]
-            if kind == 0 and data[ihl + 4:ihl + 8] == struct.pack("!HH", ident, seq):
-                margins.note("ping", time.perf_counter() - start, timeout)
-                return PingResult(True, rtt=time.perf_counter() - start, reply_from=source, ttl=data[8])
-            if kind in (3, 11):  # unreachable / time exceeded, quoting our echo
-                inner = data[ihl + 8:]
-                inner_ihl = (inner[0] & 0x0F) * 4 if inner else 0
-                if inner[inner_ihl + 4:inner_ihl + 8] == struct.pack("!HH", ident, seq):
-                    what = {3: "destination unreachable", 11: "time exceeded"}[kind]
-                    return PingResult(False, reply_from=source, error=f"ICMP {what} (code {code}) from {source}")
+            answer = icmp.answer_to(data, ident, seq, source)
+            if answer is not None and answer.reply:
+                return PingResult(True, rtt=wait.met(), reply_from=source, ttl=answer.ttl)
+            if answer is not None:
+                return PingResult(False, reply_from=source, error=answer.error)
+        return PingResult(False, error=f"no reply from {dst} within {timeout:g} s")
 
     def _socket_pair(self, server: str, client: str, kind: int) -> tuple[socket.socket, socket.socket]:
         """A server socket in ``server``'s namespace and a client one in ``client``'s (after a drain)."""
@@ -133,11 +124,10 @@ class StackExchanges:
             cli = socket.socket(socket.AF_INET, kind | socket.SOCK_CLOEXEC)
         return srv, cli
 
-    @reported(lambda client, server, dst, port, *a, **k: f"UDP {client} -> {dst}:{port} (server in {server})")
     def udp(self, client: str, server: str, dst: str, port: int, listen: str = "0.0.0.0",
             payload: bytes = b"netconform", timeout: float = DEADLINE, listen_port: int | None = None) -> Exchange:
         """Client node sends a datagram to dst:port; the server node echoes it back."""
-        begun = time.monotonic()
+        wait = Deadline(2 * timeout, "udp")  # two waits of ``timeout`` each: there and back
         srv, cli = self._socket_pair(server, client, socket.SOCK_DGRAM)
         try:
             srv.bind((listen, listen_port or port))
@@ -146,8 +136,7 @@ class StackExchanges:
             # conntrack entry (expecting the original destination) would not reverse.
             srv.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
             cli.sendto(payload, (dst, port))
-            ready, _, _ = fdwait.select([srv], [], [], timeout)
-            if not ready:
+            if not wait.wait([srv], at_most=timeout)[0]:
                 return Exchange(False, error=f"the server in {server} got nothing within {timeout:g} s")
             data, ancillary, _, peer = srv.recvmsg(65535, socket.CMSG_SPACE(12))
             arrived_at = [d[8:12] for level, kind, d in ancillary if level == socket.IPPROTO_IP and kind == IP_PKTINFO]
@@ -157,11 +146,10 @@ class StackExchanges:
                 srv.sendmsg([data], control, 0, peer)
             except OSError as exc:  # e.g. the server has no route back to what it saw
                 return Exchange(False, server_saw=peer, error=f"the server could not answer: {exc.strerror}")
-            ready, _, _ = fdwait.select([cli], [], [], timeout)
-            if not ready:
+            if not wait.wait([cli], at_most=timeout)[0]:
                 return Exchange(False, server_saw=peer, error="no reply reached the client")
             reply, source = cli.recvfrom(65535)
-            margins.note("udp", time.monotonic() - begun, 2 * timeout)  # two waits: there and back
+            wait.met()
             return Exchange(True, server_saw=peer, client_saw=source, reply=reply)
         except OSError as exc:
             return Exchange(False, error=exc.strerror)
@@ -169,7 +157,6 @@ class StackExchanges:
             srv.close()
             cli.close()
 
-    @reported(lambda client, server, dst, port, *a, **k: f"TCP {client} -> {dst}:{port} (server in {server})")
     def tcp(self, client: str, server: str, dst: str, port: int, listen: str = "0.0.0.0",
             payload: bytes = b"netconform", timeout: float = DEADLINE, listen_port: int | None = None) -> Exchange:
         """Client node connects to dst:port; a listener in the server node accepts and echoes.
@@ -187,10 +174,9 @@ class StackExchanges:
             code = cli.connect_ex((dst, port))
             if code not in (0, errno.EINPROGRESS):
                 return Exchange(False, error=os.strerror(code))
-            deadline = time.monotonic() + timeout
+            wait = Deadline(timeout, "tcp connect")
             while True:  # until the listener gets the connection, the client its refusal, or the deadline
-                left = max(0.0, deadline - time.monotonic())
-                accepting, settled, _ = fdwait.select([srv], [cli], [], left)
+                accepting, settled = wait.wait([srv], [cli])
                 if accepting:
                     break
                 code = cli.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -198,16 +184,16 @@ class StackExchanges:
                     return Exchange(False, error=f"nothing reached the listener in {server}; "
                                                  f"the client got: {os.strerror(code)}")
                 if settled:  # connected, but not (yet) seen by our listener: something else answered
-                    if fdwait.select([srv], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                    if wait.wait([srv])[0]:
                         break
                     return Exchange(False, error=f"the client reached something other than the listener "
                                                  f"in {server}")
-                if time.monotonic() >= deadline:
+                if wait.passed:
                     return Exchange(False, error=f"no connection reached the listener in {server} "
                                                  f"within {timeout:g} s")
-            margins.note("tcp connect", time.monotonic() - deadline + timeout, timeout)
+            wait.met()
             conn, peer = srv.accept()
-            _, writable, _ = fdwait.select([], [cli], [], timeout)
+            _, writable = Deadline(timeout).wait([], [cli])
             code = cli.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if not writable or code:
                 return Exchange(False, server_saw=peer, error=os.strerror(code) if code else "connect timed out")

@@ -50,6 +50,34 @@ def compile_match(match):
     raise TypeError(f"cannot match frames against {type(match).__name__}")
 
 
+def explain(match) -> list[str]:
+    """The expected frame as lines a reader can check against what arrived: for a template,
+    each layer with the fields it sets and the ones it leaves open ("don't care")."""
+    if isinstance(match, (bytes, bytearray)):
+        head = bytes(match[:32]).hex(" ")
+        return [f"exactly these {len(match)} bytes: {head}" + (" ..." if len(match) > 32 else "")]
+    if not isinstance(match, Packet):
+        return [f"any frame for which {describe(match)}(packet) is true (a predicate: it names no fields)"]
+    lines = []
+    layer = match
+    while not isinstance(layer, NoPayload):
+        if isinstance(layer, Raw):  # a trailing Raw is a prefix: what follows it is open too
+            return lines + [f"Raw: starts with {layer.load!r}; don't care: the rest"]
+        given = ", ".join(f"{name}={_shown(layer, name, value)}" for name, value in layer.fields.items())
+        open_fields = [f.name for f in layer.fields_desc if f.name not in layer.fields]
+        lines.append(f"{type(layer).__name__}: {given or 'any'}"
+                     + (f"; don't care: {', '.join(open_fields)}" if given and open_fields else ""))
+        layer = layer.payload
+    return lines + ["then anything (the template ends here)"]
+
+
+def _shown(layer: Packet, name: str, value) -> str:
+    try:
+        return str(layer.get_field(name).i2repr(layer, value))
+    except Exception:  # noqa: BLE001 - a field scapy cannot show alone
+        return repr(value)
+
+
 def describe(match) -> str:
     if isinstance(match, Packet):
         return match.summary()

@@ -16,15 +16,14 @@ namespace gets copies of /etc/passwd and /etc/group that name it, and qemu runs 
 from __future__ import annotations
 
 import os
-import select
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
-import time
 
 from harness.kernel import nsutil
+from harness.kernel.deadline import Deadline
 from harness.errors import VmError
 
 MS_NOSUID, MS_NODEV = 2, 4
@@ -117,7 +116,7 @@ class LibvirtNamespace:
                                                 preexec_fn=_enter_private_namespaces(self.state,
                                                                                      _accounts(self.state)))
             self.netns_inode = os.stat(f"/proc/{self.process.pid}/ns/net").st_ino
-            self._wait_ready(notify, time.monotonic() + deadline)
+            self._wait_ready(notify, Deadline(deadline))
             # qemu and ssh port forwards bind 127.0.0.1: the namespace's own loopback.
             subprocess.run(self.command(["ip", "link", "set", "dev", "lo", "up"], cwd="/"), check=True,
                            capture_output=True)
@@ -128,15 +127,15 @@ class LibvirtNamespace:
             notify.close()
         return self
 
-    def _wait_ready(self, notify: socket.socket, deadline: float) -> None:
+    def _wait_ready(self, notify: socket.socket, deadline: Deadline) -> None:
         """libvirtd says READY=1 on $NOTIFY_SOCKET (the systemd protocol) once it serves."""
         while True:
-            left = deadline - time.monotonic()
             if self.process.poll() is not None:
                 raise VmError(f"libvirtd exited with {self.process.returncode} at start: {self.last_error()}")
-            if left <= 0:
-                raise VmError(f"libvirtd did not say it was ready within {START_DEADLINE:g} s (log: {self.log})")
-            if select.select([notify], [], [], min(left, 0.5))[0] and b"READY=1" in notify.recv(4096):
+            if deadline.passed:
+                raise VmError(f"libvirtd did not say it was ready within {deadline.allowed:g} s (log: {self.log})")
+            # At most half a second at a time: libvirtd exiting says nothing on the socket.
+            if deadline.wait([notify], at_most=0.5)[0] and b"READY=1" in notify.recv(4096):
                 return
 
     def last_error(self) -> str:
@@ -179,9 +178,9 @@ class LibvirtNamespace:
                     signal.pidfd_send_signal(pidfds[-1], signal.SIGKILL)
                 except ProcessLookupError:
                     continue
-            deadline = time.monotonic() + STOP_DEADLINE
+            deadline = Deadline(STOP_DEADLINE)
             for fd in pidfds:  # a pidfd becomes readable when its process has exited
-                select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+                deadline.wait([fd])
                 os.close(fd)
         if self.process is not None:
             if self.process.poll() is None:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -134,3 +135,34 @@ def test_a_build_for_a_newer_glibc_says_where_it_runs(private_cache, outside):
     assert not got.runs_here
     assert got.why_not == (f"netavark@1.14.0 needs glibc >= 2.39 and this machine has {fetch.machine_glibc()}: "
                            "it runs in its own release's VM (trixie, kernel 6.12)")
+
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_suites(*args):
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs", *args],
+                          cwd=PROJECT, capture_output=True, text=True, timeout=600)
+
+
+def test_the_cni_suites_run_a_catalogue_build_named_in_each_test_id(outside):
+    fetch.fetch(catalogue.build_named("cni-plugins@0.9.0"), preexec=outside)  # the cache: the run has no network
+    done = run_suites("suites/cni/test_spec.py", "-k", "test_version_answers and bridge-host-local",
+                      "--impl", "cni-plugins@0.9.0", "-vv")
+    out = done.stdout
+    assert "[cni://bridge-host-local+cni-plugins@0.9.0-0.4.0] PASSED" in out, out
+    # 0.9.0 claims no CNI 1.0.0: that case is not asked of it (and the installed build is not run at all).
+    assert "[cni://bridge-host-local+cni-plugins@0.9.0-1.0.0] SKIPPED" in out, out
+    assert "[cni://bridge-host-local-0.4.0]" not in out, out
+
+
+def test_a_build_that_cannot_run_here_skips_its_tests_saying_why(outside):
+    fetch.fetch(catalogue.build_named("netavark@1.14.0"), preexec=outside)
+    done = run_suites("suites/cni/test_datapath.py", "-k", "netavark-portmap and gateway", "--impl", "netavark@1.14.0")
+    assert done.returncode == 0 and "needs glibc >= 2.39" in done.stdout and "passed" not in done.stdout, done.stdout
+
+
+def test_an_unknown_build_stops_the_run_in_one_line():
+    done = run_suites("suites/cni/test_spec.py", "--impl", "cni-plugins@9.9.9", "--collect-only")
+    assert done.returncode == 4 and "--impl cni-plugins@9.9.9: no build 'cni-plugins@9.9.9'" in done.stderr, (
+        done.stdout, done.stderr)

@@ -89,6 +89,8 @@ class NetworkBackend(Backend):
 
     CONCURRENT_DETACH: ClassVar[bool] = False  # may pods be detached in parallel?
 
+    build: str | None = None  # the catalogue build under test (harness.impl: cni-plugins@1.9.1); None: the installed one
+
     def __init__(self, live, network, state_dir: str, path: list[str] | None = None):
         self.live = live
         self.network = network  # a harness.cni.conf.NetworkConfig, from network_of

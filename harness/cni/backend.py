@@ -37,7 +37,7 @@ class CniBackend(NetworkBackend):
     @property
     def label(self) -> str:
         """The implementation as a report names it: the chain of plugin types (``cni:bridge+portmap``)."""
-        return f"{self.NAME}:{self.network.profile}"
+        return f"{self.NAME}:{self.network.profile}" + (f" ({self.build})" if self.build else "")
 
     def container_id(self, pod: str) -> str:
         return f"netconform-{pod}"

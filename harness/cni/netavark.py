@@ -39,9 +39,10 @@ CANDIDATES = ("/usr/libexec/podman/netavark", "/usr/lib/podman/netavark", "/usr/
 NO_AARDVARK = "/nonexistent/aardvark-dns"  # DNS off: netavark skips aardvark when the binary is absent
 
 
-def find_binary() -> str | None:
-    """NETAVARK_BINARY, podman's usual places, then PATH."""
-    for candidate in (os.environ.get("NETAVARK_BINARY"), *CANDIDATES, shutil.which("netavark")):
+def find_binary(path: list[str] | None = None) -> str | None:
+    """NETAVARK_BINARY, then the backend's path (a catalogue build's directory), podman's usual places, PATH."""
+    in_path = [os.path.join(directory, "netavark") for directory in path or ()]
+    for candidate in (os.environ.get("NETAVARK_BINARY"), *in_path, *CANDIDATES, shutil.which("netavark")):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     return None
@@ -54,7 +55,7 @@ class NetavarkBackend(NetworkBackend):
 
     def __init__(self, live, network, state_dir, path=None):
         super().__init__(live, network, state_dir, path)
-        self.binary = find_binary()
+        self.binary = find_binary(path)
         self.config_dir = os.path.join(state_dir, "netavark")
         os.makedirs(self.config_dir, exist_ok=True)
         self.options: dict[tuple[str, str], dict] = {}  # what setup was given, teardown gets again
@@ -94,7 +95,7 @@ class NetavarkBackend(NetworkBackend):
 
     @property
     def label(self) -> str:
-        return f"{self.NAME}:{self.definition.get('driver', 'bridge')}"
+        return f"{self.NAME}:{self.definition.get('driver', 'bridge')}" + (f" ({self.build})" if self.build else "")
 
     @property
     def definition(self) -> dict:

@@ -19,7 +19,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-RT_TABLE_LOCAL = 255
+from harness.kernel.constants import RT_TABLE_LOCAL
 
 
 def _links(ipr) -> dict[str, object]:

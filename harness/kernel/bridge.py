@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.kernel.netops import AF_BRIDGE, NUD_PERMANENT, RTMGRP_LINK, RTMGRP_NEIGH, NetlinkWatch
-
-PORT_STATES = {0: "disabled", 1: "listening", 2: "learning", 3: "forwarding", 4: "blocking"}
+from harness.kernel.constants import AF_BRIDGE, NUD_PERMANENT, RTMGRP_LINK, RTMGRP_NEIGH
+from harness.kernel.constants import BRIDGE_PORT_STATES as PORT_STATES
+from harness.kernel.netops import NetlinkWatch
 
 
 @dataclass(frozen=True)

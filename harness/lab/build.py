@@ -24,36 +24,25 @@ from harness.lab.file import validate
 from harness.lab.live import BR_NETFILTER_SYSCTLS, LiveLab
 from harness.kernel.rtnl import NetlinkRefused
 from harness.lab.model import BridgeOptions, Lab, Link, Node, PortOptions, Route
-from harness.kernel.netops import (
+from harness.kernel.constants import (
     AF_BRIDGE,
+    CREATION_ORDER,
+    NTF_MASTER,
+    NTF_PROXY,
+    NTF_SELF,
     NUD_NOARP,
     NUD_PERMANENT,
+    ROUTE_TYPES,
     RTMGRP_LINK,
-    NetlinkWatch,
-    links_settling,
-    sync_linkwatch,
+    RTNH_F_ONLINK,
+    RTPROT_BOOT,
+    SCOPES,
+    table_id,
 )
+from harness.kernel.netops import NetlinkWatch, links_settling, sync_linkwatch
 
 READY_TIMEOUT = 5.0  # seconds for linkwatch to bring carriers up; normally a few ms
-TABLES = {"main": 254, "local": 255, "default": 253}
-SCOPES = {"global": 0, "link": 253, "host": 254}
-ROUTE_TYPES = {"unicast": 1, "blackhole": 6, "unreachable": 7, "prohibit": 8}
-RTPROT_BOOT = 3  # what `ip route add` marks its routes with
-RTNH_F_ONLINK = 4
-NTF_SELF, NTF_MASTER, NTF_PROXY = 0x02, 0x04, 0x08
-CREATION_ORDER = {"bridge": 0, "vrf": 0, "dummy": 0, "tun": 0, "tap": 0, "veth": 1,
-                  "vxlan": 2, "macvlan": 3, "ipvlan": 3, "vlan": 3}
 LINK_KIND_CAPABILITY_ERRORS = (errno.EOPNOTSUPP, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT)
-
-
-def table_id(table) -> int:
-    if table is None:
-        return 254
-    if isinstance(table, int):
-        return table
-    if str(table).isdigit():
-        return int(table)
-    return TABLES[table]
 
 
 def port_flags(port: PortOptions) -> dict:

@@ -20,18 +20,25 @@ from collections.abc import Iterable
 
 from harness import paths
 from harness.kernel import nsutil
-from harness.kernel.netops import AF_BRIDGE, IFF_LOWER_UP, IFF_UP, NUD_PERMANENT, close_quietly, ipr_in, sync_linkwatch
+from harness.kernel.constants import (
+    AF_BRIDGE,
+    AF_INET,
+    DEFAULT_RULES,
+    IFF_LOWER_UP,
+    IFF_UP,
+    IPVLAN_MODES,
+    MACVLAN_MODES,
+    NUD_PERMANENT,
+    ROUTE_TYPES,
+    RT_TABLE_LOCAL,
+    TUN_TYPES,
+)
+from harness.kernel.netops import close_quietly, ipr_in, sync_linkwatch
 from harness.kernel.rtnl import Rtnl
 
 SHELL_DIR = paths.SHELL_DIR
 TEARDOWN_MARK = "#### teardown"
-AF_INET = 2
-RT_TABLE_LOCAL = 255
-DEFAULT_RULES = {(0, 255), (32766, 254), (32767, 253)}  # (priority, table) of a fresh namespace
-MACVLAN_MODES = {1: "private", 2: "vepa", 4: "bridge", 8: "passthru", 16: "source"}
-IPVLAN_MODES = {0: "l2", 1: "l3", 2: "l3s"}
-TUN_TYPES = {1: "tun", 2: "tap"}
-ROUTE_TYPES = {1: "", 6: "blackhole ", 7: "unreachable ", 8: "prohibit "}
+ROUTE_TYPE_WORDS = {number: "" if name == "unicast" else f"{name} " for name, number in ROUTE_TYPES.items()}
 
 
 class ScriptError(ValueError):
@@ -158,7 +165,7 @@ def state(fd: int, macs: Iterable[str] = ()) -> dict:
             if table == RT_TABLE_LOCAL:
                 continue
             dst = f"{m.get_attr('RTA_DST')}/{m['dst_len']}" if m["dst_len"] else "default"
-            text = ROUTE_TYPES.get(m["type"], f"type{m['type']} ") + dst
+            text = ROUTE_TYPE_WORDS.get(m["type"], f"type{m['type']} ") + dst
             if m.get_attr("RTA_GATEWAY"):
                 text += f" via {m.get_attr('RTA_GATEWAY')}"
             if m.get_attr("RTA_OIF"):

@@ -19,7 +19,8 @@ import yaml
 
 from harness import paths
 from harness.errors import LabError
-from harness.lab.schema import IFNAMSIZ, LAB_SCHEMA, LINK_KINDS, ROUTE_TYPES
+from harness.kernel.constants import IFNAMSIZ, LINK_KINDS, LINK_MODES, ROUTE_TYPES, TABLE_NAMES
+from harness.lab.schema import LAB_SCHEMA
 from harness.lab.model import (
     BridgeOptions,
     FdbEntry,
@@ -37,8 +38,6 @@ _NAME_OK = re.compile(r"^[^/:\s]+$")
 _VALIDATOR = jsonschema.Draft202012Validator(LAB_SCHEMA)
 # libyaml's parser when PyYAML has it (9x faster here; a lab is read for every test).
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-TABLE_NAMES = ("main", "local", "default")
-LINK_MODES = {"macvlan": ("private", "vepa", "bridge", "passthru", "source"), "ipvlan": ("l2", "l3", "l3s")}
 IPTABLES_ARITY = {"-t": 1, "--table": 1, "-A": 1, "--append": 1, "-I": 1, "--insert": 1,
                   "-N": 1, "--new-chain": 1, "-P": 2, "--policy": 2}
 

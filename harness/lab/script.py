@@ -10,7 +10,7 @@ import re
 import shlex
 import textwrap
 
-from harness.lab.build import CREATION_ORDER, TABLES, table_id
+from harness.kernel.constants import CREATION_ORDER, TABLES, table_id
 from harness.errors import LabError
 from harness.lab.file import validate
 from harness.lab.live import BR_NETFILTER_SYSCTLS

@@ -293,7 +293,7 @@ def _changed(mine, theirs, left: str, right: str) -> str:
     return f"{left} {mine!r}, {right} {theirs!r}"
 
 
-def differences(a: dict, b: dict, names: tuple[str, str] = ("script", "harness")) -> list[str]:
+def differences(a: dict, b: dict, names: tuple[str, str] = ("script build", "harness build")) -> list[str]:
     """One line per disagreement between two ``{node: snapshot}``; [] when they hold the same.
 
     Each line starts ``NODE SECTION`` and, for an entry of a netlink section or a sysctl,
@@ -302,7 +302,7 @@ def differences(a: dict, b: dict, names: tuple[str, str] = ("script", "harness")
     out = []
     for node in sorted(set(a) | set(b)):
         if node not in a or node not in b:
-            out.append(f"{node}: namespace only in the {left if node in a else right} build")
+            out.append(f"{node}: namespace only in the {left if node in a else right}")
             continue
         for section in [*a[node], *(s for s in b[node] if s not in a[node])]:
             mine, theirs = a[node].get(section), b[node].get(section)
@@ -311,15 +311,15 @@ def differences(a: dict, b: dict, names: tuple[str, str] = ("script", "harness")
             if isinstance(mine, dict) and isinstance(theirs, dict):
                 for key in sorted(set(mine) | set(theirs), key=str):
                     if key not in theirs:
-                        out.append(f"{node} {section} {key}: only in the {left} build {mine[key]!r}")
+                        out.append(f"{node} {section} {key}: only in the {left} {mine[key]!r}")
                     elif key not in mine:
-                        out.append(f"{node} {section} {key}: only in the {right} build {theirs[key]!r}")
+                        out.append(f"{node} {section} {key}: only in the {right} {theirs[key]!r}")
                     elif mine[key] != theirs[key]:
                         out.append(f"{node} {section} {key}: {_changed(mine[key], theirs[key], left, right)}")
             elif isinstance(mine, list) and isinstance(theirs, list):  # a ruleset: order matters
                 only_a = [item for item in mine if item not in theirs]
                 only_b = [item for item in theirs if item not in mine]
-                out.append(f"{node} {section}: only in the {left} build {only_a!r}; only in the {right} build "
+                out.append(f"{node} {section}: only in the {left} {only_a!r}; only in the {right} "
                            f"{only_b!r}" + ("" if only_a or only_b else "; same lines, other order"))
             else:
                 out.append(f"{node} {section}: {left} {mine!r}, {right} {theirs!r}")

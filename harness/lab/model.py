@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.kernel.bridge import FdbEntry  # noqa: F401 - a lab's fdb entries are the kernel's kind
+
 HOST = "host"
 
 
@@ -100,14 +102,6 @@ class Neighbour:
     dev: str
     lladdr: str | None = None
     proxy: bool = False
-
-
-@dataclass
-class FdbEntry:
-    mac: str
-    dev: str
-    dst: str | None = None  # vxlan remote
-    master: bool = False  # the bridge's FDB rather than the device's own
 
 
 @dataclass

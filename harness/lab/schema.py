@@ -1,7 +1,7 @@
 """The lab file schema (JSON Schema, draft 2020-12): what keys a lab may have, and their types.
 
 Unknown keys are errors. Meaning (unknown nodes, unreachable gateways...) is checked
-in ``labfile.validate``.
+in ``harness.lab.checks``.
 """
 from __future__ import annotations
 

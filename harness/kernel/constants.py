@@ -51,11 +51,8 @@ def table_id(table) -> int:
     return TABLES[table]
 
 
-# -- link kinds -------------------------------------------------------------------------------
+# -- link kinds (how each is made: harness.kernel.linkkinds) ----------------------------------
 LINK_KINDS = ("veth", "bridge", "macvlan", "ipvlan", "vxlan", "tun", "tap", "vlan", "dummy", "vrf")
-# Lowers before uppers: a macvlan/ipvlan/vlan needs its parent, a vxlan its underlay device.
-CREATION_ORDER = {"bridge": 0, "vrf": 0, "dummy": 0, "tun": 0, "tap": 0, "veth": 1,
-                  "vxlan": 2, "macvlan": 3, "ipvlan": 3, "vlan": 3}
 LINK_MODES = {"macvlan": ("private", "vepa", "bridge", "passthru", "source"), "ipvlan": ("l2", "l3", "l3s")}
 MACVLAN_MODES = {1: "private", 2: "vepa", 4: "bridge", 8: "passthru", 16: "source"}  # MACVLAN_MODE_* bits
 IPVLAN_MODES = {0: "l2", 1: "l3", 2: "l3s"}

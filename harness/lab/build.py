@@ -26,7 +26,7 @@ from harness.kernel.rtnl import NetlinkRefused
 from harness.lab.model import BridgeOptions, Lab, Link, Node, PortOptions, Route
 from harness.kernel.constants import (
     AF_BRIDGE,
-    CREATION_ORDER,
+    IPVLAN_MODES,
     NTF_MASTER,
     NTF_PROXY,
     NTF_SELF,
@@ -39,6 +39,7 @@ from harness.kernel.constants import (
     SCOPES,
     table_id,
 )
+from harness.kernel.linkkinds import CREATION_ORDER, KINDS, PYROUTE2, RTNL, TUNTAP
 from harness.kernel.netops import NetlinkWatch, links_settling, sync_linkwatch
 
 READY_TIMEOUT = 5.0  # seconds for linkwatch to bring carriers up; normally a few ms
@@ -50,6 +51,41 @@ def port_flags(port: PortOptions) -> dict:
     names = {"learning": "learning", "flood": "unicast_flood", "hairpin": "mode", "isolated": "isolated",
              "cost": "cost"}
     return {names[key]: int(value) for key, value in vars(port).items() if value is not None}
+
+
+def _lower_spec(live: LiveLab, node: Node, link: Link) -> dict:
+    """macvlan, ipvlan, vlan: made where the parent is, then moved to ``node``."""
+    parent_node = link.parent_node or node.name
+    spec: dict = {"kind": link.kind, "link": live.ifindex(parent_node, link.parent)}
+    if parent_node != node.name:
+        spec["net_ns_fd"] = live.fd(node.name)
+    if link.kind == "macvlan":
+        spec["macvlan_mode"] = link.mode or "bridge"
+    elif link.kind == "ipvlan":
+        spec["ipvlan_mode"] = {name: number for number, name in IPVLAN_MODES.items()}[link.mode or "l2"]
+    else:
+        spec["vlan_id"] = link.vni
+    return spec
+
+
+def _vxlan_spec(live: LiveLab, node: Node, link: Link) -> dict:
+    spec: dict = {"kind": "vxlan", "vxlan_id": link.vni}
+    for key, value in (("vxlan_port", link.port_udp), ("vxlan_local", link.local), ("vxlan_group", link.remote)):
+        if value:
+            spec[key] = value
+    if link.parent:
+        spec["vxlan_link"] = live.ifindex(node.name, link.parent)
+    if link.vxlan_learning is not None:
+        spec["vxlan_learning"] = int(link.vxlan_learning)
+    return spec
+
+
+_PYROUTE2_SPEC = {  # the pyroute2 link("add") keywords of each kind KINDS makes with pyroute2
+    "macvlan": _lower_spec, "ipvlan": _lower_spec, "vlan": _lower_spec, "vxlan": _vxlan_spec,
+    "vrf": lambda live, node, link: {"kind": "vrf", "vrf_table": link.table or 10},
+    "dummy": lambda live, node, link: {"kind": "dummy"},
+}
+assert set(_PYROUTE2_SPEC) == {name for name, kind in KINDS.items() if kind.made_by == PYROUTE2}
 
 
 class _Builder:
@@ -139,79 +175,57 @@ class _Builder:
 
     # -- links ---------------------------------------------------------------
     def create_link(self, node: Node, link: Link) -> None:
-        live = self.live
+        """Make ``link`` in ``node`` the way its kind is made (``harness.kernel.linkkinds``)."""
+        kind = KINDS[link.kind]
         spec: dict = {"ifname": link.name}
         if link.mac:
             spec["address"] = link.mac
         if link.mtu:
             spec["mtu"] = link.mtu
-        kind = link.kind
-        where = node.name  # pyroute2 (live.ipr, ~1 ms to open) only for what the fast path does not make
-        if kind in ("veth", "bridge"):
-            pass  # made below on the fast path (harness.kernel.rtnl)
-        elif kind in ("tun", "tap"):
-            pass  # made below with the tun driver's ioctls
-        elif kind in ("macvlan", "ipvlan", "vlan"):
-            parent_node = link.parent_node or node.name
-            where = parent_node
-            spec.update(kind=kind, link=live.ifindex(parent_node, link.parent))
-            if parent_node != node.name:
-                spec["net_ns_fd"] = live.fd(node.name)
-            if kind == "macvlan":
-                spec["macvlan_mode"] = link.mode or "bridge"
-            elif kind == "ipvlan":
-                spec["ipvlan_mode"] = {"l2": 0, "l3": 1, "l3s": 2}[link.mode or "l2"]
-            else:
-                spec["vlan_id"] = link.vni
-        elif kind == "vxlan":
-            spec.update(kind="vxlan", vxlan_id=link.vni)
-            if link.port_udp:
-                spec["vxlan_port"] = link.port_udp
-            if link.local:
-                spec["vxlan_local"] = link.local
-            if link.remote:
-                spec["vxlan_group"] = link.remote
-            if link.parent:
-                spec["vxlan_link"] = live.ifindex(node.name, link.parent)
-            if link.vxlan_learning is not None:
-                spec["vxlan_learning"] = int(link.vxlan_learning)
-        elif kind == "vrf":
-            spec.update(kind="vrf", vrf_table=link.table or 10)
-        else:
-            spec["kind"] = kind
         try:
-            if kind == "veth":
-                peer = link.peer
-                peer_node = peer.node or node.name
-                # Made directly in its namespace: moving a veth later costs ~15 ms in the kernel.
-                live.rtnl(node.name).add_veth(
-                    link.name, peer.name, mac=link.mac, mtu=link.mtu, peer_mac=peer.mac, peer_mtu=peer.mtu,
-                    peer_netns_fd=live.fd(peer_node) if peer_node != node.name else None)
-            elif kind == "bridge":
-                options = link.bridge or BridgeOptions()
-                centis = lambda seconds: None if seconds is None else int(round(seconds * 100))  # noqa: E731
-                live.rtnl(node.name).add_bridge(
-                    link.name, mac=link.mac, mtu=link.mtu, stp_state=None if options.stp is None else int(options.stp),
-                    ageing_time=centis(options.ageing_time), forward_delay=centis(options.forward_delay),
-                    vlan_filtering=None if options.vlan_filtering is None else int(options.vlan_filtering))
-            elif kind in ("tun", "tap"):
-                with live.entered(where):
-                    make_persistent_tuntap(link.name, kind)
-                extra = {k: v for k, v in spec.items() if k in ("address", "mtu")}
-                if extra:
-                    live.ipr(node.name).link("set", index=live.ifindex(node.name, link.name), **extra)
+            if kind.made_by == RTNL:
+                self._make_on_fast_path(node, link)
+            elif kind.made_by == TUNTAP:
+                self._make_tuntap(node, link, spec)
             else:
-                live.ipr(where).link("add", **spec)
+                spec.update(_PYROUTE2_SPEC[link.kind](self.live, node, link))
+                # pyroute2 (live.ipr, ~1 ms to open) only for what the fast path does not make
+                self.live.ipr(link.parent_node or node.name if kind.parent else node.name).link("add", **spec)
         except (NetlinkError, NetlinkRefused) as exc:
             if exc.code in LINK_KIND_CAPABILITY_ERRORS:
                 options = sorted(k for k in spec if k not in ("ifname", "kind", "peer", "link", "net_ns_fd"))
                 raise CapabilityMissing(
-                    f"the kernel cannot make this {kind} link (RTM_NEWLINK kind={kind}"
+                    f"the kernel cannot make this {link.kind} link (RTM_NEWLINK kind={link.kind}"
                     + (f" with {', '.join(options)}" if options else "") + f": {os.strerror(exc.code)})"
                 ) from None
-            raise self.fail(f"node {node.name}: create {kind} {link.name}", exc) from None
+            raise self.fail(f"node {node.name}: create {link.kind} {link.name}", exc) from None
         except OSError as exc:
-            raise self.fail(f"node {node.name}: create {kind} {link.name}", exc) from None
+            raise self.fail(f"node {node.name}: create {link.kind} {link.name}", exc) from None
+
+    def _make_on_fast_path(self, node: Node, link: Link) -> None:
+        live = self.live
+        if link.kind == "veth":
+            peer = link.peer
+            peer_node = peer.node or node.name
+            # Made directly in its namespace: moving a veth later costs ~15 ms in the kernel.
+            live.rtnl(node.name).add_veth(
+                link.name, peer.name, mac=link.mac, mtu=link.mtu, peer_mac=peer.mac, peer_mtu=peer.mtu,
+                peer_netns_fd=live.fd(peer_node) if peer_node != node.name else None)
+        else:
+            options = link.bridge or BridgeOptions()
+            centis = lambda seconds: None if seconds is None else int(round(seconds * 100))  # noqa: E731
+            live.rtnl(node.name).add_bridge(
+                link.name, mac=link.mac, mtu=link.mtu, stp_state=None if options.stp is None else int(options.stp),
+                ageing_time=centis(options.ageing_time), forward_delay=centis(options.forward_delay),
+                vlan_filtering=None if options.vlan_filtering is None else int(options.vlan_filtering))
+
+    def _make_tuntap(self, node: Node, link: Link, spec: dict) -> None:
+        live = self.live
+        with live.entered(node.name):
+            make_persistent_tuntap(link.name, link.kind)
+        extra = {k: v for k, v in spec.items() if k in ("address", "mtu")}
+        if extra:
+            live.ipr(node.name).link("set", index=live.ifindex(node.name, link.name), **extra)
 
     def configure(self, node: str, name: str, master: str | None, port: PortOptions | None, up: bool,
                   addresses: list[str]) -> None:

@@ -285,6 +285,13 @@ class _Builder:
             raise self.fail(f"node {node}: route {route.dst}" + (f" via {route.via}" if route.via else ""),
                             exc) from None
 
+    def ipr_request(self, node: str, what: str, command: str, *args, **spec) -> None:
+        """One request through ``node``'s pyroute2 socket (``ipr.neigh("add", ...)``); a refusal names ``what``."""
+        try:
+            getattr(self.live.ipr(node), command)(*args, **spec)
+        except NetlinkError as exc:
+            raise self.fail(f"node {node}: {what}", exc) from None
+
     def add_rule(self, node: str, rule) -> None:
         spec: dict = {"table": table_id(rule.table), "action": "FR_ACT_TO_TBL"}
         # pyroute2 would put 32000 on a rule without a priority; `ip rule add` leaves it to
@@ -299,10 +306,7 @@ class _Builder:
             spec["iifname"] = rule.iif
         if rule.oif:
             spec["oifname"] = rule.oif
-        try:
-            self.live.ipr(node).rule("add", **spec)
-        except NetlinkError as exc:
-            raise self.fail(f"node {node}: rule table {rule.table}", exc) from None
+        self.ipr_request(node, f"rule table {rule.table}", "rule", "add", **spec)
 
     def default_rule_priority(self, node: str) -> int:
         prefs = sorted(r.get_attr("FRA_PRIORITY") or 0 for r in self.live.ipr(node).get_rules(family=2))
@@ -314,20 +318,14 @@ class _Builder:
             spec["lladdr"] = neigh.lladdr
         if neigh.proxy:
             spec["flags"] = NTF_PROXY
-        try:
-            self.live.ipr(node).neigh("add", **spec)
-        except NetlinkError as exc:
-            raise self.fail(f"node {node}: neighbour {neigh.dst} dev {neigh.dev}", exc) from None
+        self.ipr_request(node, f"neighbour {neigh.dst} dev {neigh.dev}", "neigh", "add", **spec)
 
     def add_fdb(self, node: str, entry) -> None:
         spec = {"family": AF_BRIDGE, "ifindex": self.live.ifindex(node, entry.dev), "lladdr": entry.mac,
                 "state": NUD_PERMANENT | NUD_NOARP, "flags": NTF_MASTER if entry.master else NTF_SELF}
         if entry.dst:
             spec["dst"] = entry.dst
-        try:
-            self.live.ipr(node).fdb("append", **spec)
-        except NetlinkError as exc:
-            raise self.fail(f"node {node}: fdb {entry.mac} dev {entry.dev}", exc) from None
+        self.ipr_request(node, f"fdb {entry.mac} dev {entry.dev}", "fdb", "append", **spec)
 
     # -- readiness -------------------------------------------------------------
     def wait_ready(self, node: str) -> None:

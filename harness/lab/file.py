@@ -61,8 +61,11 @@ def _where(path) -> str:
     return out or "(top)"
 
 
-def _port_options(data: dict | None) -> PortOptions | None:
-    return PortOptions(**data) if data else None
+def _settings(spec: dict) -> dict:
+    """The keywords of ``model.Settings`` (what a link and a veth's peer both set) from a link's mapping."""
+    port = spec.get("port")
+    return {"addresses": list(spec.get("addresses", [])), "mac": spec.get("mac"), "mtu": spec.get("mtu"),
+            "up": spec.get("up", True), "master": spec.get("master"), "port": PortOptions(**port) if port else None}
 
 
 def lab_from_dict(data: Any, source: str = "<dict>") -> Lab:
@@ -82,12 +85,8 @@ def lab_from_dict(data: Any, source: str = "<dict>") -> Lab:
             if parent and ":" in parent:
                 parent_node, parent = parent.split(":", 1)
             links.append(Link(
-                name=spec["name"], kind=spec["kind"], addresses=list(spec.get("addresses", [])),
-                mac=spec.get("mac"), mtu=spec.get("mtu"), up=spec.get("up", True), master=spec.get("master"),
-                port=_port_options(spec.get("port")),
-                peer=Peer(name=peer["name"], node=peer.get("node"), addresses=list(peer.get("addresses", [])),
-                          mac=peer.get("mac"), mtu=peer.get("mtu"), up=peer.get("up", True),
-                          master=peer.get("master"), port=_port_options(peer.get("port"))) if peer else None,
+                name=spec["name"], kind=spec["kind"], **_settings(spec),
+                peer=Peer(name=peer["name"], node=peer.get("node"), **_settings(peer)) if peer else None,
                 bridge=BridgeOptions(**spec["bridge"]) if "bridge" in spec else None,
                 parent=parent, parent_node=parent_node, mode=spec.get("mode"),
                 vni=vxlan.get("id", spec.get("id")), port_udp=vxlan.get("port"), local=vxlan.get("local"),

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from harness.kernel import nsutil, state
-from harness.kernel.constants import AF_INET, AF_INET6
+from harness.kernel.constants import AF_INET, AF_INET6, RT_TABLE_LOCAL
 from harness.kernel.netops import close_quietly, ipr_in
 
 
@@ -54,7 +54,7 @@ def test_routes_are_values_with_their_gateway_and_device(netns):
     assert found["10.8.0.0/16"].via == "10.9.0.2" and found["10.8.0.0/16"].table == 100
     assert found["2001:db8:8::/48"].via == "2001:db8:9::2" and found["2001:db8:8::/48"].dev == "dev-a"
     assert found["2001:db8:8::/48"].family == AF_INET6
-    assert all(route.table != 255 for route in found.values()), "the local table is the kernel's"
+    assert all(route.table != RT_TABLE_LOCAL for route in found.values()), "the local table is the kernel's"
 
 
 def test_the_same_namespace_read_twice_has_no_differences(netns):

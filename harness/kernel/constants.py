@@ -35,6 +35,7 @@ TABLES = {"main": RT_TABLE_MAIN, "local": RT_TABLE_LOCAL, "default": RT_TABLE_DE
 TABLE_NAMES = tuple(TABLES)
 SCOPES = {"link": 253, "host": 254, "global": 0}  # RT_SCOPE_*
 ROUTE_TYPES = {"unicast": 1, "blackhole": 6, "unreachable": 7, "prohibit": 8}  # RTN_*
+RTPROT_KERNEL = 2  # a route the kernel made for an address (a connected subnet)
 RTPROT_BOOT = 3  # what `ip route add` marks its routes with
 RTNH_F_ONLINK = 4
 DEFAULT_RULES = {(0, RT_TABLE_LOCAL), (32766, RT_TABLE_MAIN), (32767, RT_TABLE_DEFAULT)}  # (priority, table), fresh netns

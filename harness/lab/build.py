@@ -26,6 +26,7 @@ from harness.kernel.rtnl import NetlinkRefused
 from harness.lab.model import BridgeOptions, Lab, Link, Node, PortOptions, Route
 from harness.kernel.constants import (
     AF_BRIDGE,
+    AF_INET,
     IPVLAN_MODES,
     NTF_MASTER,
     NTF_PROXY,
@@ -309,7 +310,7 @@ class _Builder:
         self.ipr_request(node, f"rule table {rule.table}", "rule", "add", **spec)
 
     def default_rule_priority(self, node: str) -> int:
-        prefs = sorted(r.get_attr("FRA_PRIORITY") or 0 for r in self.live.ipr(node).get_rules(family=2))
+        prefs = sorted(r.get_attr("FRA_PRIORITY") or 0 for r in self.live.ipr(node).get_rules(family=AF_INET))
         return prefs[1] - 1 if len(prefs) > 1 and prefs[1] > 0 else 0
 
     def add_neighbour(self, node: str, neigh) -> None:

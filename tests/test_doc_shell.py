@@ -4,7 +4,7 @@ For each document lab the harness builds it (``builder.build``) and its state is
 back, namespace by namespace; then the script's build part runs with ``sh -e`` in a
 scratch namespace standing in for the document's host (the node ``host``; every
 ``ip netns add`` is a node), its state is read the same way and the two are compared
-with ``harness.lab.docshell.differences``. The teardown part must then leave the scratch
+with ``harness.kernel.state.differences``. The teardown part must then leave the scratch
 namespace with nothing but ``lo`` and no named namespace. Negative twins prove that
 the comparison and the teardown check each see a broken script.
 """
@@ -15,7 +15,7 @@ import pytest
 
 from harness.kernel import capabilities
 from harness.lab import docshell
-from harness.kernel import nsutil
+from harness.kernel import nsutil, state
 from harness.lab.build import build
 from harness.lab.file import bundled_labs, load_lab
 from harness.lab.model import HOST
@@ -166,7 +166,7 @@ def test_script_builds_what_the_harness_builds_and_tears_it_down(name):
     for node, ifname in lab.interfaces():  # the state really reads the lab
         assert ifname in expected[node]["links"], f"{node}/{ifname} missing from the harness build"
     got, left = run_script(lab, *docshell.parts(SCRIPTS[name]))
-    assert docshell.differences(got, expected) == []
+    assert state.differences(got, expected) == []
     assert left == []
 
 
@@ -198,7 +198,7 @@ def test_comparison_sees_a_broken_script(name, line, twin, expected):
     if "rule add" in line:  # the teardown undoes what the twin no longer does
         teardown_text = teardown_text.replace("ip rule del from 10.0.1.0/24 table 100\n", "")
     got, _ = run_script(lab, broken, teardown_text)
-    found = docshell.differences(got, harness_state(lab))
+    found = state.differences(got, harness_state(lab))
     assert any(difference.startswith(expected) for difference in found), found
     assert all("\n" not in difference for difference in found)
 

@@ -5,7 +5,6 @@ machine without user namespaces gets one line saying so.
 These tests look at the machine from inside the sandbox through the namespace handles
 the sandbox kept (``sandbox.machine_namespaces``): reading only.
 """
-import difflib
 import os
 import pwd
 import re
@@ -17,7 +16,7 @@ import tempfile
 import pytest
 
 from harness.kernel import nsutil
-from harness.kernel import sandbox
+from harness.kernel import sandbox, state
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SUITE_TIMEOUT = 600
@@ -27,25 +26,18 @@ machine_root = pytest.mark.skipif(
     os.geteuid() != 0 or sandbox.info() is None or sandbox.info().mode != "root",
     reason="needs real root: only root can look into the machine's namespaces (and only root could change them)")
 
-SNAPSHOT = {
-    "links": ["ip", "-d", "-o", "link", "show"],
-    "addresses": ["ip", "-o", "addr", "show"],
-    "routes": ["ip", "route", "show", "table", "all"],
-    "rules": ["ip", "rule", "show"],
-    "rules6": ["ip", "-6", "rule", "show"],
-    "neighbours": ["ip", "neigh", "show", "nud", "permanent"],
+# The machine's network namespace, read over netlink (harness.kernel.state: lo, the local table,
+# learned neighbours and FDB entries are the kernel's and move with traffic, so they are not read),
+# its firewall rulesets, and what only the machine's mount namespace shows (run as commands there).
+NETNS_SECTIONS = (*state.NETLINK_SECTIONS, "iptables", "ip6tables", "nft")
+OUTSIDE = {
     "proxy-neighbours": ["ip", "neigh", "show", "proxy"],
     "net-sysctls": ["sysctl", "-a", "--pattern", r"^net\."],
-    "iptables": ["iptables-save"],
-    "ip6tables": ["ip6tables-save"],
-    "nft": ["nft", "list", "ruleset"],
     "run-netns": ["ls", "-la", "/run/netns"],
     "mounts": ["cat", "/proc/self/mountinfo"],
 }
 # Counters and timestamps move with the machine's own traffic; they are not state we could change.
 VOLATILE = [
-    (re.compile(r"^# .*$", re.M), ""),  # iptables-save header/footer with the date
-    (re.compile(r"\[\d+:\d+\]"), "[counters]"),
     (re.compile(r"^net\.netfilter\.nf_conntrack_count = .*$", re.M), ""),
     (re.compile(r"^net\.ipv4\.tcp_fastopen_key = .*$", re.M), ""),
 ]
@@ -56,24 +48,20 @@ def outside(argv, uid=None, gid=None, cwd=None, **kwargs):
                           **kwargs)
 
 
-def snapshot() -> dict[str, str]:
-    state = {}
-    for name, argv in SNAPSHOT.items():
+def snapshot() -> dict:
+    """The machine as {section: entries}: its network namespace, then what only its mount namespace shows."""
+    seen = state.snapshot(sandbox.machine_namespaces()[0], NETNS_SECTIONS)
+    for name, argv in OUTSIDE.items():
         done = outside(argv, timeout=60)
         text = done.stdout + (f"\n[exit {done.returncode}] {done.stderr.strip()}" if done.returncode else "")
         for pattern, replacement in VOLATILE:
             text = pattern.sub(replacement, text)
-        state[name] = text
-    return state
+        seen[name] = [line for line in text.splitlines() if line.strip()]
+    return seen
 
 
 def differences(before, after) -> str:
-    out = []
-    for name in before:
-        if before[name] != after[name]:
-            out += [f"--- {name} changed:"] + list(difflib.unified_diff(
-                before[name].splitlines(), after[name].splitlines(), lineterm="", n=1))[:40]
-    return "\n".join(out)
+    return "\n".join(state.differences({"machine": before}, {"machine": after}, ("snapshot before", "snapshot after")))
 
 
 # The document suites, and the CNI suites against one implementation that touches the
@@ -113,8 +101,8 @@ def test_the_snapshot_sees_a_change_in_the_machine():
     # The negative twin: were a run to change the machine, the comparison would say so.
     # It changes nothing itself: it compares against a doctored copy.
     before = snapshot()
-    doctored = dict(before, links=before["links"] + "\n99: dev-leftover: <BROADCAST> mtu 1500")
-    assert "dev-leftover" in differences(before, doctored)
+    doctored = dict(before, links={**before["links"], "dev-leftover": {"kind": "dummy", "up": False}})
+    assert "machine links dev-leftover: only in the snapshot after" in differences(before, doctored)
 
 
 @pytest.fixture

@@ -12,26 +12,16 @@ import sys
 
 import pytest
 
-from harness.kernel import nsutil
+from harness.kernel import nsutil, state
+from harness.kernel.constants import AF_INET
 from harness.lab import script, topology
 from harness.lab.build import build
 from harness.errors import CapabilityMissing
 from harness.lab.file import bundled_labs, lab_from_dict, load_lab
 from harness.lab.live import BR_NETFILTER_SYSCTLS
 from harness.lab.model import HOST
-from harness.kernel.netops import close_quietly, ipr_in, safe_close_fd
+from harness.kernel.netops import safe_close_fd
 
-AF_INET, AF_BRIDGE = 2, 7
-IFF_UP, RTNH_F_ONLINK, NUD_PERMANENT = 0x1, 0x4, 0x80
-INFO_KEYS = {  # the IFLA_INFO_DATA attributes a lab decides, per kind
-    "bridge": ("IFLA_BR_STP_STATE", "IFLA_BR_AGEING_TIME", "IFLA_BR_FORWARD_DELAY", "IFLA_BR_VLAN_FILTERING"),
-    "vxlan": ("IFLA_VXLAN_ID", "IFLA_VXLAN_PORT", "IFLA_VXLAN_LEARNING", "IFLA_VXLAN_GROUP", "IFLA_VXLAN_LOCAL",
-              "IFLA_VXLAN_LINK"),
-    "macvlan": ("IFLA_MACVLAN_MODE",), "ipvlan": ("IFLA_IPVLAN_MODE",), "vlan": ("IFLA_VLAN_ID",),
-    "vrf": ("IFLA_VRF_TABLE",), "tun": ("IFLA_TUN_TYPE", "IFLA_TUN_PI"),
-}
-PORT_KEYS = ("IFLA_BRPORT_LEARNING", "IFLA_BRPORT_UNICAST_FLOOD", "IFLA_BRPORT_MODE", "IFLA_BRPORT_ISOLATED",
-             "IFLA_BRPORT_COST")
 SCRIPT_TIMEOUT = 60
 
 # Labs beyond the bundled ones, for the commands those never use. A kind this kernel lacks skips its lab.
@@ -109,104 +99,16 @@ def _link_spec(lab, node, name):
     raise KeyError((node, name))
 
 
-def _sysctls(lab, node):
-    keys = ["net.ipv6.conf.default.disable_ipv6", "net.ipv6.conf.all.disable_ipv6",
+def _sysctl_keys(lab, node):
+    return ["net.ipv6.conf.default.disable_ipv6", "net.ipv6.conf.all.disable_ipv6",
             *(key for key in BR_NETFILTER_SYSCTLS if os.path.exists("/proc/sys/" + key.replace(".", "/"))),
             *lab.node(node).sysctls]
-    return {key: nsutil.read_sysctl(key) if os.path.exists("/proc/sys/" + key.replace(".", "/")) else None
-            for key in keys}
-
-
-def _tool_output(argv):
-    if shutil.which(argv[0]) is None:
-        return None
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, f"{argv}: {done.stderr}"
-    text = re.sub(r"\[\d+:\d+\]", "", done.stdout)  # iptables-save counters
-    text = re.sub(r"counter packets \d+ bytes \d+", "counter", text)
-    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
 def snapshot(lab, node, fd):
-    """Node ``node`` of ``lab`` as comparable data, read from the namespace ``fd``."""
-    ipr = ipr_in(fd)
-    try:
-        raw = list(ipr.get_links())
-        names = {msg["index"]: msg.get_attr("IFLA_IFNAME") for msg in raw}
-        macs = _declared_macs(lab, node)
-        links = {}
-        for msg in raw:
-            info = msg.get_attr("IFLA_LINKINFO")
-            kind = info.get_attr("IFLA_INFO_KIND") if info else None
-            entry = {"kind": kind, "master": names.get(msg.get_attr("IFLA_MASTER")), "mtu": msg.get_attr("IFLA_MTU"),
-                     "up": bool(msg["flags"] & IFF_UP)}
-            lower = msg.get_attr("IFLA_LINK")
-            if lower and lower != msg["index"]:
-                other = msg.get_attr("IFLA_LINK_NETNSID") is not None
-                entry["lower"] = "(another netns)" if other else names.get(lower)
-            if msg.get_attr("IFLA_IFNAME") in macs:
-                entry["mac"] = msg.get_attr("IFLA_ADDRESS")
-            data = info.get_attr("IFLA_INFO_DATA") if info else None
-            for key in INFO_KEYS.get(kind, ()):
-                value = data.get_attr(key) if data is not None else None
-                entry[key] = names.get(value) if key.endswith("_LINK") else value
-            port = info.get_attr("IFLA_INFO_SLAVE_DATA") if info else None
-            if port is not None:
-                entry.update({key: port.get_attr(key) for key in PORT_KEYS})
-            links[msg.get_attr("IFLA_IFNAME")] = entry
-        addresses = [(names[m["index"]], f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}", m["scope"])
-                     for m in ipr.get_addr(family=AF_INET)]
-        routes = [{"table": m.get_attr("RTA_TABLE"), "dst": f"{m.get_attr('RTA_DST') or '0.0.0.0'}/{m['dst_len']}",
-                   "type": m["type"], "scope": m["scope"], "proto": m["proto"], "via": m.get_attr("RTA_GATEWAY"),
-                   "dev": names.get(m.get_attr("RTA_OIF")), "metric": m.get_attr("RTA_PRIORITY"),
-                   "src": m.get_attr("RTA_PREFSRC"), "onlink": bool(m["flags"] & RTNH_F_ONLINK),
-                   "nexthops": [(h.get_attr("RTA_GATEWAY"), names.get(h["oif"]), h["hops"], h["flags"])
-                                for h in m.get_attr("RTA_MULTIPATH") or ()]}
-                  for m in ipr.get_routes(family=AF_INET)]
-        rules = [{"priority": m.get_attr("FRA_PRIORITY"), "table": m.get_attr("FRA_TABLE"), "action": m["action"],
-                  "from": f"{m.get_attr('FRA_SRC')}/{m['src_len']}", "to": f"{m.get_attr('FRA_DST')}/{m['dst_len']}",
-                  "iif": m.get_attr("FRA_IIFNAME"), "oif": m.get_attr("FRA_OIFNAME"),
-                  "proto": m.get_attr("FRA_PROTOCOL")} for m in ipr.get_rules(family=AF_INET)]
-        neighbours = [(m.get_attr("NDA_DST"), names.get(m["ifindex"]), m.get_attr("NDA_LLADDR"), m["state"],
-                       m["flags"]) for m in ipr.get_neighbours(family=AF_INET) if m["state"] & NUD_PERMANENT]
-        fdb_macs = {entry.mac.lower() for entry in lab.node(node).fdb}
-        fdb = [(m.get_attr("NDA_LLADDR"), names.get(m["ifindex"]), names.get(m.get_attr("NDA_MASTER")),
-                m.get_attr("NDA_DST"), m["state"], m["flags"])
-               for m in ipr.get_neighbours(family=AF_BRIDGE) if m.get_attr("NDA_LLADDR") in fdb_macs]
-    finally:
-        close_quietly(ipr)
-    with nsutil.entered(fd):
-        sysctls = _sysctls(lab, node)
-        iptables = _tool_output(["iptables-save"])
-        nftables = _tool_output(["nft", "list", "ruleset"])
-    return {"links": links, "addresses": sorted(addresses), "routes": sorted(routes, key=repr),
-            "rules": sorted(rules, key=repr), "neighbours": sorted(neighbours, key=repr),
-            "fdb": sorted(fdb, key=repr), "sysctls": sysctls, "iptables": iptables, "nftables": nftables}
-
-
-def differences(script, harness):
-    """One line per difference between two {node: snapshot}s; [] when they are the same."""
-    out = []
-    for node in sorted(set(script) | set(harness)):
-        if node not in script or node not in harness:
-            out.append(f"{node}: node only in the {'harness' if node in harness else 'script'} build")
-            continue
-        for section, mine in script[node].items():
-            theirs = harness[node][section]
-            if mine == theirs:
-                continue
-            if isinstance(mine, dict) and isinstance(theirs, dict):
-                for key in sorted(set(mine) | set(theirs), key=str):
-                    if mine.get(key) != theirs.get(key):
-                        out.append(f"{node} {section} {key}: script {mine.get(key)!r} != harness {theirs.get(key)!r}")
-            elif isinstance(mine, list) and isinstance(theirs, list):
-                extra = [item for item in mine if item not in theirs]
-                missing = [item for item in theirs if item not in mine]
-                out.append(f"{node} {section}: only in the script build {extra!r}; only in the harness build "
-                           f"{missing!r}" + ("" if extra or missing else "; same items, other order"))
-            else:
-                out.append(f"{node} {section}: script {mine!r} != harness {theirs!r}")
-    return out
+    """Node ``node`` of ``lab`` as comparable data, read from the namespace ``fd`` (IPv4: the labs keep IPv6 off)."""
+    return state.snapshot(fd, (*state.NETLINK_SECTIONS, "iptables", "nft"), families=(AF_INET,),
+                          macs=_declared_macs(lab, node), sysctls=_sysctl_keys(lab, node))
 
 
 # ---------------------------------------------------------------- the two builds
@@ -256,7 +158,7 @@ def test_script_builds_what_the_harness_builds(name, tmp_path):
     for node, ifname in lab.interfaces():  # the snapshot really reads the lab
         assert ifname in expected[node]["links"], f"{node}/{ifname} missing from the harness build"
     got = run_in_scratch_host(lab, [script.shell_script(lab)], tmp_path)
-    assert differences(got, expected) == []
+    assert state.differences(got, expected) == []
 
 
 GAP_TAP = {"lab": "gap-tap", "nodes": {"host": {"links": [
@@ -272,7 +174,7 @@ def test_builder_and_script_agree_where_they_once_differed(data, tmp_path):
     """A tap's MAC and MTU, and an iptables argument with a space in it."""
     lab = lab_from_dict(data, source=f"<{data['lab']}>")
     expected = harness_build(lab)
-    assert differences(run_in_scratch_host(lab, [script.shell_script(lab)], tmp_path), expected) == []
+    assert state.differences(run_in_scratch_host(lab, [script.shell_script(lab)], tmp_path), expected) == []
 
 
 MUTATIONS = [  # (what the twin script loses, the difference it must show)
@@ -291,7 +193,7 @@ def test_comparison_sees_a_missing_command(pattern, expected, tmp_path):
     lines = script.shell_script(lab).splitlines()
     twin = [line for line in lines if not re.search(pattern, line)]
     assert len(twin) == len(lines) - 1, f"{pattern!r} should match exactly one line of the script"
-    found = differences(run_in_scratch_host(lab, ["\n".join(twin) + "\n"], tmp_path), baseline)
+    found = state.differences(run_in_scratch_host(lab, ["\n".join(twin) + "\n"], tmp_path), baseline)
     assert any(line.startswith(expected) for line in found), found
 
 
@@ -299,14 +201,13 @@ def test_comparison_sees_a_missing_command(pattern, expected, tmp_path):
 def test_teardown_script_removes_the_lab(name, tmp_path):
     lab = lab_named(name)
     harness_build(lab)  # skips when the kernel lacks a kind
-    empty = lab_from_dict({"lab": "empty", "nodes": {"host": None}})
     left = run_in_scratch_host(lab, [script.shell_script(lab), script.teardown_script(lab)], tmp_path)
     assert set(left) == {HOST}, f"namespaces left behind: {sorted(set(left) - {HOST})}"
-    assert list(left[HOST]["links"]) == ["lo"]
-    assert [r for r in left[HOST]["routes"] if r["table"] != 255] == []
-    assert left[HOST]["rules"] == run_in_scratch_host(empty, [], tmp_path)[HOST]["rules"]
+    assert left[HOST]["links"] == {}  # lo is never listed
+    assert left[HOST]["routes"] == {}  # nor the local table
+    assert left[HOST]["rules"] == {}  # nor a fresh namespace's rules
     assert not [line for line in left[HOST]["iptables"] or [] if line.startswith("-")]
-    assert not [line for line in left[HOST]["nftables"] or [] if line.strip().startswith("table inet")]
+    assert not [line for line in left[HOST]["nft"] or [] if line.strip().startswith("table inet")]
 
 
 # ---------------------------------------------------------------- topology and scripts as text

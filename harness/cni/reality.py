@@ -6,7 +6,7 @@ interface in another sandbox than CNI_NETNS, a MAC or MTU the link does not have
 address that is not on its interface, a route the pod does not have.
 
 ``snapshot(live, state_dir)`` records what a DEL must take away (links, addresses and
-routes of every node of the lab, the host's iptables, the files of the runtime's state
+routes of every node of the lab, read with ``harness.kernel.state``, the host's iptables, the files of the runtime's state
 directory); ``leftovers(live, before, after)`` lists what ``after`` has that ``before``
 had not. Take ``before`` once the network's shared infrastructure exists (after a first
 attachment: the bridge, the shared iptables chains, host-local's last_reserved_ip), so
@@ -19,7 +19,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-RT_TABLE_LOCAL = 255
+from harness.kernel import state
 
 
 def _links(ipr) -> dict[str, object]:
@@ -32,14 +32,8 @@ def _addresses(ipr, index: int) -> list[str]:
 
 def _routes(ipr, family: int, table: int | None = None) -> list[tuple[str, str | None, int]]:
     """(dst/len, gateway, table) of every route of ``family`` (in ``table`` if given)."""
-    found = []
-    for msg in ipr.get_routes(family=family, **({"table": table} if table is not None else {})):
-        table_id = msg.get_attr("RTA_TABLE") or msg["table"]
-        if table_id == RT_TABLE_LOCAL:
-            continue
-        zero = "0.0.0.0" if family == socket.AF_INET else "::"
-        found.append((f"{msg.get_attr('RTA_DST') or zero}/{msg['dst_len']}", msg.get_attr("RTA_GATEWAY"), table_id))
-    return found
+    return [(route.dst, route.via, route.table) for route in state.routes(ipr, (family,))
+            if table is None or route.table == table]
 
 
 def mismatches(live, attachment, host: str = "host") -> list[str]:
@@ -117,12 +111,8 @@ class Snapshot:
 
 
 def _iptables(live, node: str) -> list[str]:
-    try:
-        done = live.run(node, ["iptables-save"])
-    except FileNotFoundError:
-        return []
     facts, table = [], "?"
-    for line in done.stdout.splitlines():
+    for line in state.snapshot(live.fd(node), ("iptables",))["iptables"] or ():
         if line.startswith("*"):
             table = line[1:]
         elif line.startswith(":"):
@@ -133,30 +123,17 @@ def _iptables(live, node: str) -> list[str]:
 
 
 def snapshot(live, state_dir: str | None = None, host: str = "host") -> Snapshot:
-    """Links, addresses and routes of every node, the host's iptables, the state dir's files."""
+    """Links, addresses and routes (IPv4 and IPv6) of every node, the host's iptables, the state dir's files."""
     facts: list[str] = []
     for node in live.nodes:
         ipr = live.ipr(node)
-        names = {}
-        for msg in ipr.get_links():
-            name = msg.get_attr("IFLA_IFNAME")
-            names[msg["index"]] = name
-            if name == "lo":
-                continue
-            kind = msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "device"
-            facts.append(f"{node}: link {name} ({kind})")
-        for msg in ipr.get_addr():
-            facts.append(f"{node}: address {msg.get_attr('IFA_ADDRESS')}/{msg['prefixlen']} "
-                         f"on {names.get(msg['index'], msg['index'])}")
-        for family in (socket.AF_INET, socket.AF_INET6):
-            for msg in ipr.get_routes(family=family):
-                table_id = msg.get_attr("RTA_TABLE") or msg["table"]
-                if table_id == RT_TABLE_LOCAL:
-                    continue
-                dst = f"{msg.get_attr('RTA_DST') or ('0.0.0.0' if family == socket.AF_INET else '::')}/{msg['dst_len']}"
-                via = f" via {msg.get_attr('RTA_GATEWAY')}" if msg.get_attr("RTA_GATEWAY") else ""
-                dev = names.get(msg.get_attr("RTA_OIF"), msg.get_attr("RTA_OIF"))
-                facts.append(f"{node}: route {dst}{via} dev {dev} table {table_id}")
+        seen = state.snapshot(live.fd(node), ("links", "addresses"), macs=(), ipr=ipr)
+        facts += [f"{node}: link {name} ({link['kind'] or 'device'})" for name, link in seen["links"].items()]
+        for key in seen["addresses"]:
+            address, _, dev = key.partition(" dev ")
+            facts.append(f"{node}: address {address} on {dev}")
+        facts += [f"{node}: route {route.dst}{f' via {route.via}' if route.via else ''} dev {route.dev} "
+                  f"table {route.table}" for route in state.routes(ipr)]
     facts += _iptables(live, host)
     if state_dir and os.path.isdir(state_dir):
         for directory, _, files in os.walk(state_dir):

@@ -3,17 +3,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.kernel.netops import AF_BRIDGE, NUD_PERMANENT, RTMGRP_LINK, RTMGRP_NEIGH, NetlinkWatch
-
-PORT_STATES = {0: "disabled", 1: "listening", 2: "learning", 3: "forwarding", 4: "blocking"}
+from harness.kernel.constants import AF_BRIDGE, NUD_PERMANENT, RTMGRP_LINK, RTMGRP_NEIGH
+from harness.kernel.constants import BRIDGE_PORT_STATES as PORT_STATES
+from harness.kernel.netops import NetlinkWatch
 
 
 @dataclass(frozen=True)
 class FdbEntry:
+    """One FDB entry: as a lab file asks for it (``fdb:``), or as a bridge's FDB holds it (``fdb()``)."""
     mac: str
-    port: str  # the port (or the bridge itself) the MAC sits behind
-    local: bool  # a port's own address (permanent, never ages)
+    dev: str  # the port (or the bridge itself, or a vxlan device) the MAC sits behind
+    dst: str | None = None  # a vxlan remote
+    master: bool = False  # in the bridge's FDB rather than the device's own
+    local: bool = False  # a port's own address (permanent, never ages)
     vlan: int | None = None
+
+    @property
+    def port(self) -> str:
+        """The bridge port: what ``dev`` is called when the entry is a bridge's."""
+        return self.dev
 
 
 def fdb(live, node: str, bridge: str) -> list[FdbEntry]:
@@ -27,7 +35,7 @@ def fdb(live, node: str, bridge: str) -> list[FdbEntry]:
         on_bridge = msg["ifindex"] == bridge_index and master in (None, bridge_index)
         if master != bridge_index and not on_bridge:
             continue
-        entries.append(FdbEntry(mac=msg.get_attr("NDA_LLADDR"), port=names.get(msg["ifindex"], "?"),
+        entries.append(FdbEntry(mac=msg.get_attr("NDA_LLADDR"), dev=names.get(msg["ifindex"], "?"), master=True,
                                 local=bool(msg["state"] & NUD_PERMANENT), vlan=msg.get_attr("NDA_VLAN")))
     return entries
 

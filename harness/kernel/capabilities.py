@@ -15,18 +15,11 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from harness.kernel import nsutil
+from harness.kernel.linkkinds import KINDS, TUNTAP
 from harness.kernel.netops import close_quietly
 
-LINK_KINDS = {
-    "veth": {"kind": "veth", "peer": {"ifname": "nc-cap-peer"}},
-    "bridge": {"kind": "bridge"},
-    "macvlan": {"kind": "macvlan", "macvlan_mode": "bridge", "_parent": True},
-    "ipvlan": {"kind": "ipvlan", "ipvlan_mode": 0, "_parent": True},
-    "vlan": {"kind": "vlan", "vlan_id": 10, "_parent": True},
-    "vxlan": {"kind": "vxlan", "vxlan_id": 42, "vxlan_port": 4789},
-    "vrf": {"kind": "vrf", "vrf_table": 10},
-    "dummy": {"kind": "dummy"},
-}
+# The kinds tried with one RTM_NEWLINK; tun and tap have a check of their own (/dev/net/tun).
+LINK_KINDS = {name: kind for name, kind in KINDS.items() if kind.made_by != TUNTAP}
 TOOLS = {"iptables": "iptables", "nft": "nftables", "tcpdump": "tcpdump", "tshark": "tshark"}
 
 
@@ -35,9 +28,8 @@ def _errno_text(exc: NetlinkError) -> str:
 
 
 def _try_link(ipr: IPRoute, name: str) -> str | None:
-    spec = dict(LINK_KINDS[name])
-    parent = spec.pop("_parent", False)
-    if parent:
+    spec = dict(LINK_KINDS[name].probe)
+    if LINK_KINDS[name].parent:
         ipr.link("add", ifname="nc-cap-lower", kind="veth", peer={"ifname": "nc-cap-lower1"})
         spec["link"] = ipr.link_lookup(ifname="nc-cap-lower")[0]
     try:

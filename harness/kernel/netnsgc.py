@@ -27,7 +27,7 @@ import struct
 
 from harness.kernel import nsutil
 from harness.kernel.deadline import Deadline
-from harness.kernel.rtnl import SOL_NETLINK, Rtnl, _attr, _attrs
+from harness.kernel.rtnl import SOL_NETLINK, Rtnl, pack_attr, unpack_attrs
 
 RTM_NEWNSID, RTM_DELNSID = 88, 89
 NETNSA_NSID, NETNSA_FD = 1, 3
@@ -47,7 +47,7 @@ def _nsid_events(sock: socket.socket, deadline: Deadline):
             payload = data[at + 16:at + length]
             at += (length + 3) & ~3
             if kind in (RTM_NEWNSID, RTM_DELNSID):
-                for attr, value in _attrs(payload[4:]):
+                for attr, value in unpack_attrs(payload[4:]):
                     if attr == NETNSA_NSID:
                         yield kind, struct.unpack("=i", value)[0]
 
@@ -56,8 +56,8 @@ def _release_canary(rtnl: Rtnl, watch: socket.socket, deadline: Deadline) -> int
     """Make a namespace, give it an id here, release it; its nsid (None if none was announced)."""
     canary = nsutil.create_netns()
     try:
-        rtnl.request(RTM_NEWNSID, _RTGENMSG + _attr(NETNSA_FD, struct.pack("=I", canary))
-                     + _attr(NETNSA_NSID, struct.pack("=i", -1)))
+        rtnl.request(RTM_NEWNSID, _RTGENMSG + pack_attr(NETNSA_FD, struct.pack("=I", canary))
+                     + pack_attr(NETNSA_NSID, struct.pack("=i", -1)))
     finally:
         os.close(canary)
     return next((nsid for kind, nsid in _nsid_events(watch, deadline) if kind == RTM_NEWNSID), None)

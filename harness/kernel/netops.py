@@ -9,18 +9,19 @@ from pyroute2 import IPRoute
 from harness.kernel import nsutil
 from harness.kernel.deadline import Deadline
 
-IFF_UP = 0x1
-IFF_RUNNING = 0x40
-IFF_LOWER_UP = 0x10000
-
-RTMGRP_LINK = 0x1
-RTMGRP_NEIGH = 0x4
-RTMGRP_IPV4_IFADDR = 0x10
-RTMGRP_IPV4_ROUTE = 0x40
-
-AF_BRIDGE = 7
-NUD_PERMANENT = 0x80
-NUD_NOARP = 0x40
+# Re-exported: suites and older callers import these from here.
+from harness.kernel.constants import (  # noqa: F401
+    AF_BRIDGE,
+    IFF_LOWER_UP,
+    IFF_RUNNING,
+    IFF_UP,
+    NUD_NOARP,
+    NUD_PERMANENT,
+    RTMGRP_IPV4_IFADDR,
+    RTMGRP_IPV4_ROUTE,
+    RTMGRP_LINK,
+    RTMGRP_NEIGH,
+)
 
 
 def set_link_up_by_name(name: str) -> None:

@@ -16,6 +16,7 @@ import socket
 import struct
 
 from harness.kernel import nsutil
+from harness.kernel.constants import IFF_UP, RT_TABLE_MAIN, RTPROT_BOOT
 
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = 0x1, 0x4, 0x200, 0x400, 0x300
 NLM_F_ACK_TLVS = 0x200  # on an NLMSG_ERROR: extended-ack attributes follow
@@ -28,7 +29,6 @@ IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFLA_BR = {"forward_delay": (1, "I"), "ageing_time": (4, "I"), "stp_state": (5, "I"), "vlan_filtering": (7, "B")}
 IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
-IFF_UP, IFF_RUNNING, IFF_LOWER_UP = 0x1, 0x40, 0x10000
 _IFINFO = struct.Struct("=BxHiII")
 
 
@@ -41,23 +41,25 @@ class NetlinkRefused(OSError):
         self.kernel_message = message
 
 
-def _attr(kind: int, payload: bytes) -> bytes:
+def pack_attr(kind: int, payload: bytes) -> bytes:
+    """One netlink attribute (struct nlattr): length, type, payload, padded to 4 bytes."""
     return struct.pack("=HH", 4 + len(payload), kind) + payload + b"\0" * (-len(payload) % 4)
 
 
 def _string(kind: int, text: str) -> bytes:
-    return _attr(kind, text.encode() + b"\0")
+    return pack_attr(kind, text.encode() + b"\0")
 
 
 def _u32(kind: int, value: int) -> bytes:
-    return _attr(kind, struct.pack("=I", value))
+    return pack_attr(kind, struct.pack("=I", value))
 
 
 def _mac(text: str) -> bytes:
     return bytes.fromhex(text.replace(":", ""))
 
 
-def _attrs(data: bytes):
+def unpack_attrs(data: bytes):
+    """(type, payload) of each netlink attribute in ``data`` (the NLA_F_* bits masked off)."""
     at = 0
     while at + 4 <= len(data):
         length, kind = struct.unpack_from("=HH", data, at)
@@ -117,7 +119,7 @@ class Rtnl:
                     if code:
                         message = None
                         if flags & NLM_F_ACK_TLVS:
-                            for attr, value in _attrs(payload[20:]):
+                            for attr, value in unpack_attrs(payload[20:]):
                                 if attr == NLMSGERR_ATTR_MSG:
                                     message = value.rstrip(b"\0").decode(errors="replace")
                         raise NetlinkRefused(code, message)
@@ -136,7 +138,7 @@ class Rtnl:
         if name is not None:
             out += _string(IFLA_IFNAME, name)
         if mac is not None:
-            out += _attr(IFLA_ADDRESS, _mac(mac))
+            out += pack_attr(IFLA_ADDRESS, _mac(mac))
         if mtu is not None:
             out += _u32(IFLA_MTU, mtu)
         if master is not None:
@@ -149,19 +151,19 @@ class Rtnl:
                  peer_netns_fd: int | None = None) -> None:
         peer_info = _IFINFO.pack(0, 0, 0, 0, 0) + self._link_attrs(peer, peer_mac, peer_mtu,
                                                                    netns_fd=peer_netns_fd)
-        info = _string(IFLA_INFO_KIND, "veth") + _attr(IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer_info))
+        info = _string(IFLA_INFO_KIND, "veth") + pack_attr(IFLA_INFO_DATA, pack_attr(VETH_INFO_PEER, peer_info))
         self.request(RTM_NEWLINK, _IFINFO.pack(0, 0, 0, 0, 0) + self._link_attrs(name, mac, mtu)
-                     + _attr(IFLA_LINKINFO, info), NLM_F_CREATE | NLM_F_EXCL)
+                     + pack_attr(IFLA_LINKINFO, info), NLM_F_CREATE | NLM_F_EXCL)
 
     def add_bridge(self, name: str, *, mac=None, mtu=None, **options) -> None:
         data = b""
         for key, value in options.items():
             if value is not None:
                 attr, fmt = IFLA_BR[key]
-                data += _attr(attr, struct.pack("=" + fmt, value))
-        info = _string(IFLA_INFO_KIND, "bridge") + (_attr(IFLA_INFO_DATA, data) if data else b"")
+                data += pack_attr(attr, struct.pack("=" + fmt, value))
+        info = _string(IFLA_INFO_KIND, "bridge") + (pack_attr(IFLA_INFO_DATA, data) if data else b"")
         self.request(RTM_NEWLINK, _IFINFO.pack(0, 0, 0, 0, 0) + self._link_attrs(name, mac, mtu)
-                     + _attr(IFLA_LINKINFO, info), NLM_F_CREATE | NLM_F_EXCL)
+                     + pack_attr(IFLA_LINKINFO, info), NLM_F_CREATE | NLM_F_EXCL)
 
     def set_link(self, index: int, *, up: bool | None = None, master: int | None = None,
                  mtu: int | None = None, mac: str | None = None) -> None:
@@ -186,7 +188,7 @@ class Rtnl:
         out = []
         for _, payload in self._messages(self._send(RTM_GETLINK, NLM_F_DUMP, _IFINFO.pack(0, 0, 0, 0, 0))):
             _, _, index, flags, _ = _IFINFO.unpack_from(payload)
-            name = next((v.rstrip(b"\0").decode() for k, v in _attrs(payload[16:]) if k == IFLA_IFNAME), "")
+            name = next((v.rstrip(b"\0").decode() for k, v in unpack_attrs(payload[16:]) if k == IFLA_IFNAME), "")
             out.append((index, name, flags))
         return out
 
@@ -201,10 +203,11 @@ class Rtnl:
         family = socket.AF_INET if iface.version == 4 else socket.AF_INET6
         packed = iface.ip.packed
         body = struct.pack("=BBBBI", family, iface.network.prefixlen, 0, 0, index)
-        body += _attr(IFA_LOCAL, packed) + _attr(IFA_ADDRESS, packed)
+        body += pack_attr(IFA_LOCAL, packed) + pack_attr(IFA_ADDRESS, packed)
         self.request(RTM_NEWADDR, body, NLM_F_CREATE | NLM_F_EXCL)
 
-    def add_route(self, dst: str, *, table: int = 254, proto: int = 3, scope: int = 0, type: int = 1,
+    def add_route(self, dst: str, *, table: int = RT_TABLE_MAIN, proto: int = RTPROT_BOOT, scope: int = 0,
+                  type: int = 1,
                   gateway: str | None = None, oif: int | None = None, metric: int | None = None,
                   prefsrc: str | None = None, flags: int = 0) -> None:
         net = ipaddress.ip_network(dst, strict=False)
@@ -213,13 +216,13 @@ class Rtnl:
                            type, flags)
         body += _u32(RTA_TABLE, table)
         if net.prefixlen:
-            body += _attr(RTA_DST, net.network_address.packed)
+            body += pack_attr(RTA_DST, net.network_address.packed)
         if gateway is not None:
-            body += _attr(RTA_GATEWAY, ipaddress.ip_address(gateway).packed)
+            body += pack_attr(RTA_GATEWAY, ipaddress.ip_address(gateway).packed)
         if oif is not None:
             body += _u32(RTA_OIF, oif)
         if metric is not None:
             body += _u32(RTA_PRIORITY, metric)
         if prefsrc is not None:
-            body += _attr(RTA_PREFSRC, ipaddress.ip_address(prefsrc).packed)
+            body += pack_attr(RTA_PREFSRC, ipaddress.ip_address(prefsrc).packed)
         self.request(RTM_NEWROUTE, body, NLM_F_CREATE | NLM_F_EXCL)

@@ -24,36 +24,27 @@ from harness.lab.file import validate
 from harness.lab.live import BR_NETFILTER_SYSCTLS, LiveLab
 from harness.kernel.rtnl import NetlinkRefused
 from harness.lab.model import BridgeOptions, Lab, Link, Node, PortOptions, Route
-from harness.kernel.netops import (
+from harness.kernel.constants import (
     AF_BRIDGE,
+    AF_INET,
+    IPVLAN_MODES,
+    NTF_MASTER,
+    NTF_PROXY,
+    NTF_SELF,
     NUD_NOARP,
     NUD_PERMANENT,
+    ROUTE_TYPES,
     RTMGRP_LINK,
-    NetlinkWatch,
-    links_settling,
-    sync_linkwatch,
+    RTNH_F_ONLINK,
+    RTPROT_BOOT,
+    SCOPES,
+    table_id,
 )
+from harness.kernel.linkkinds import CREATION_ORDER, KINDS, PYROUTE2, RTNL, TUNTAP
+from harness.kernel.netops import NetlinkWatch, links_settling, sync_linkwatch
 
 READY_TIMEOUT = 5.0  # seconds for linkwatch to bring carriers up; normally a few ms
-TABLES = {"main": 254, "local": 255, "default": 253}
-SCOPES = {"global": 0, "link": 253, "host": 254}
-ROUTE_TYPES = {"unicast": 1, "blackhole": 6, "unreachable": 7, "prohibit": 8}
-RTPROT_BOOT = 3  # what `ip route add` marks its routes with
-RTNH_F_ONLINK = 4
-NTF_SELF, NTF_MASTER, NTF_PROXY = 0x02, 0x04, 0x08
-CREATION_ORDER = {"bridge": 0, "vrf": 0, "dummy": 0, "tun": 0, "tap": 0, "veth": 1,
-                  "vxlan": 2, "macvlan": 3, "ipvlan": 3, "vlan": 3}
 LINK_KIND_CAPABILITY_ERRORS = (errno.EOPNOTSUPP, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT)
-
-
-def table_id(table) -> int:
-    if table is None:
-        return 254
-    if isinstance(table, int):
-        return table
-    if str(table).isdigit():
-        return int(table)
-    return TABLES[table]
 
 
 def port_flags(port: PortOptions) -> dict:
@@ -61,6 +52,41 @@ def port_flags(port: PortOptions) -> dict:
     names = {"learning": "learning", "flood": "unicast_flood", "hairpin": "mode", "isolated": "isolated",
              "cost": "cost"}
     return {names[key]: int(value) for key, value in vars(port).items() if value is not None}
+
+
+def _lower_spec(live: LiveLab, node: Node, link: Link) -> dict:
+    """macvlan, ipvlan, vlan: made where the parent is, then moved to ``node``."""
+    parent_node = link.parent_node or node.name
+    spec: dict = {"kind": link.kind, "link": live.ifindex(parent_node, link.parent)}
+    if parent_node != node.name:
+        spec["net_ns_fd"] = live.fd(node.name)
+    if link.kind == "macvlan":
+        spec["macvlan_mode"] = link.mode or "bridge"
+    elif link.kind == "ipvlan":
+        spec["ipvlan_mode"] = {name: number for number, name in IPVLAN_MODES.items()}[link.mode or "l2"]
+    else:
+        spec["vlan_id"] = link.vni
+    return spec
+
+
+def _vxlan_spec(live: LiveLab, node: Node, link: Link) -> dict:
+    spec: dict = {"kind": "vxlan", "vxlan_id": link.vni}
+    for key, value in (("vxlan_port", link.port_udp), ("vxlan_local", link.local), ("vxlan_group", link.remote)):
+        if value:
+            spec[key] = value
+    if link.parent:
+        spec["vxlan_link"] = live.ifindex(node.name, link.parent)
+    if link.vxlan_learning is not None:
+        spec["vxlan_learning"] = int(link.vxlan_learning)
+    return spec
+
+
+_PYROUTE2_SPEC = {  # the pyroute2 link("add") keywords of each kind KINDS makes with pyroute2
+    "macvlan": _lower_spec, "ipvlan": _lower_spec, "vlan": _lower_spec, "vxlan": _vxlan_spec,
+    "vrf": lambda live, node, link: {"kind": "vrf", "vrf_table": link.table or 10},
+    "dummy": lambda live, node, link: {"kind": "dummy"},
+}
+assert set(_PYROUTE2_SPEC) == {name for name, kind in KINDS.items() if kind.made_by == PYROUTE2}
 
 
 class _Builder:
@@ -150,79 +176,57 @@ class _Builder:
 
     # -- links ---------------------------------------------------------------
     def create_link(self, node: Node, link: Link) -> None:
-        live = self.live
+        """Make ``link`` in ``node`` the way its kind is made (``harness.kernel.linkkinds``)."""
+        kind = KINDS[link.kind]
         spec: dict = {"ifname": link.name}
         if link.mac:
             spec["address"] = link.mac
         if link.mtu:
             spec["mtu"] = link.mtu
-        kind = link.kind
-        where = node.name  # pyroute2 (live.ipr, ~1 ms to open) only for what the fast path does not make
-        if kind in ("veth", "bridge"):
-            pass  # made below on the fast path (harness.kernel.rtnl)
-        elif kind in ("tun", "tap"):
-            pass  # made below with the tun driver's ioctls
-        elif kind in ("macvlan", "ipvlan", "vlan"):
-            parent_node = link.parent_node or node.name
-            where = parent_node
-            spec.update(kind=kind, link=live.ifindex(parent_node, link.parent))
-            if parent_node != node.name:
-                spec["net_ns_fd"] = live.fd(node.name)
-            if kind == "macvlan":
-                spec["macvlan_mode"] = link.mode or "bridge"
-            elif kind == "ipvlan":
-                spec["ipvlan_mode"] = {"l2": 0, "l3": 1, "l3s": 2}[link.mode or "l2"]
-            else:
-                spec["vlan_id"] = link.vni
-        elif kind == "vxlan":
-            spec.update(kind="vxlan", vxlan_id=link.vni)
-            if link.port_udp:
-                spec["vxlan_port"] = link.port_udp
-            if link.local:
-                spec["vxlan_local"] = link.local
-            if link.remote:
-                spec["vxlan_group"] = link.remote
-            if link.parent:
-                spec["vxlan_link"] = live.ifindex(node.name, link.parent)
-            if link.vxlan_learning is not None:
-                spec["vxlan_learning"] = int(link.vxlan_learning)
-        elif kind == "vrf":
-            spec.update(kind="vrf", vrf_table=link.table or 10)
-        else:
-            spec["kind"] = kind
         try:
-            if kind == "veth":
-                peer = link.peer
-                peer_node = peer.node or node.name
-                # Made directly in its namespace: moving a veth later costs ~15 ms in the kernel.
-                live.rtnl(node.name).add_veth(
-                    link.name, peer.name, mac=link.mac, mtu=link.mtu, peer_mac=peer.mac, peer_mtu=peer.mtu,
-                    peer_netns_fd=live.fd(peer_node) if peer_node != node.name else None)
-            elif kind == "bridge":
-                options = link.bridge or BridgeOptions()
-                centis = lambda seconds: None if seconds is None else int(round(seconds * 100))  # noqa: E731
-                live.rtnl(node.name).add_bridge(
-                    link.name, mac=link.mac, mtu=link.mtu, stp_state=None if options.stp is None else int(options.stp),
-                    ageing_time=centis(options.ageing_time), forward_delay=centis(options.forward_delay),
-                    vlan_filtering=None if options.vlan_filtering is None else int(options.vlan_filtering))
-            elif kind in ("tun", "tap"):
-                with live.entered(where):
-                    make_persistent_tuntap(link.name, kind)
-                extra = {k: v for k, v in spec.items() if k in ("address", "mtu")}
-                if extra:
-                    live.ipr(node.name).link("set", index=live.ifindex(node.name, link.name), **extra)
+            if kind.made_by == RTNL:
+                self._make_on_fast_path(node, link)
+            elif kind.made_by == TUNTAP:
+                self._make_tuntap(node, link, spec)
             else:
-                live.ipr(where).link("add", **spec)
+                spec.update(_PYROUTE2_SPEC[link.kind](self.live, node, link))
+                # pyroute2 (live.ipr, ~1 ms to open) only for what the fast path does not make
+                self.live.ipr(link.parent_node or node.name if kind.parent else node.name).link("add", **spec)
         except (NetlinkError, NetlinkRefused) as exc:
             if exc.code in LINK_KIND_CAPABILITY_ERRORS:
                 options = sorted(k for k in spec if k not in ("ifname", "kind", "peer", "link", "net_ns_fd"))
                 raise CapabilityMissing(
-                    f"the kernel cannot make this {kind} link (RTM_NEWLINK kind={kind}"
+                    f"the kernel cannot make this {link.kind} link (RTM_NEWLINK kind={link.kind}"
                     + (f" with {', '.join(options)}" if options else "") + f": {os.strerror(exc.code)})"
                 ) from None
-            raise self.fail(f"node {node.name}: create {kind} {link.name}", exc) from None
+            raise self.fail(f"node {node.name}: create {link.kind} {link.name}", exc) from None
         except OSError as exc:
-            raise self.fail(f"node {node.name}: create {kind} {link.name}", exc) from None
+            raise self.fail(f"node {node.name}: create {link.kind} {link.name}", exc) from None
+
+    def _make_on_fast_path(self, node: Node, link: Link) -> None:
+        live = self.live
+        if link.kind == "veth":
+            peer = link.peer
+            peer_node = peer.node or node.name
+            # Made directly in its namespace: moving a veth later costs ~15 ms in the kernel.
+            live.rtnl(node.name).add_veth(
+                link.name, peer.name, mac=link.mac, mtu=link.mtu, peer_mac=peer.mac, peer_mtu=peer.mtu,
+                peer_netns_fd=live.fd(peer_node) if peer_node != node.name else None)
+        else:
+            options = link.bridge or BridgeOptions()
+            centis = lambda seconds: None if seconds is None else int(round(seconds * 100))  # noqa: E731
+            live.rtnl(node.name).add_bridge(
+                link.name, mac=link.mac, mtu=link.mtu, stp_state=None if options.stp is None else int(options.stp),
+                ageing_time=centis(options.ageing_time), forward_delay=centis(options.forward_delay),
+                vlan_filtering=None if options.vlan_filtering is None else int(options.vlan_filtering))
+
+    def _make_tuntap(self, node: Node, link: Link, spec: dict) -> None:
+        live = self.live
+        with live.entered(node.name):
+            make_persistent_tuntap(link.name, link.kind)
+        extra = {k: v for k, v in spec.items() if k in ("address", "mtu")}
+        if extra:
+            live.ipr(node.name).link("set", index=live.ifindex(node.name, link.name), **extra)
 
     def configure(self, node: str, name: str, master: str | None, port: PortOptions | None, up: bool,
                   addresses: list[str]) -> None:
@@ -282,6 +286,13 @@ class _Builder:
             raise self.fail(f"node {node}: route {route.dst}" + (f" via {route.via}" if route.via else ""),
                             exc) from None
 
+    def ipr_request(self, node: str, what: str, command: str, *args, **spec) -> None:
+        """One request through ``node``'s pyroute2 socket (``ipr.neigh("add", ...)``); a refusal names ``what``."""
+        try:
+            getattr(self.live.ipr(node), command)(*args, **spec)
+        except NetlinkError as exc:
+            raise self.fail(f"node {node}: {what}", exc) from None
+
     def add_rule(self, node: str, rule) -> None:
         spec: dict = {"table": table_id(rule.table), "action": "FR_ACT_TO_TBL"}
         # pyroute2 would put 32000 on a rule without a priority; `ip rule add` leaves it to
@@ -296,13 +307,10 @@ class _Builder:
             spec["iifname"] = rule.iif
         if rule.oif:
             spec["oifname"] = rule.oif
-        try:
-            self.live.ipr(node).rule("add", **spec)
-        except NetlinkError as exc:
-            raise self.fail(f"node {node}: rule table {rule.table}", exc) from None
+        self.ipr_request(node, f"rule table {rule.table}", "rule", "add", **spec)
 
     def default_rule_priority(self, node: str) -> int:
-        prefs = sorted(r.get_attr("FRA_PRIORITY") or 0 for r in self.live.ipr(node).get_rules(family=2))
+        prefs = sorted(r.get_attr("FRA_PRIORITY") or 0 for r in self.live.ipr(node).get_rules(family=AF_INET))
         return prefs[1] - 1 if len(prefs) > 1 and prefs[1] > 0 else 0
 
     def add_neighbour(self, node: str, neigh) -> None:
@@ -311,20 +319,14 @@ class _Builder:
             spec["lladdr"] = neigh.lladdr
         if neigh.proxy:
             spec["flags"] = NTF_PROXY
-        try:
-            self.live.ipr(node).neigh("add", **spec)
-        except NetlinkError as exc:
-            raise self.fail(f"node {node}: neighbour {neigh.dst} dev {neigh.dev}", exc) from None
+        self.ipr_request(node, f"neighbour {neigh.dst} dev {neigh.dev}", "neigh", "add", **spec)
 
     def add_fdb(self, node: str, entry) -> None:
         spec = {"family": AF_BRIDGE, "ifindex": self.live.ifindex(node, entry.dev), "lladdr": entry.mac,
                 "state": NUD_PERMANENT | NUD_NOARP, "flags": NTF_MASTER if entry.master else NTF_SELF}
         if entry.dst:
             spec["dst"] = entry.dst
-        try:
-            self.live.ipr(node).fdb("append", **spec)
-        except NetlinkError as exc:
-            raise self.fail(f"node {node}: fdb {entry.mac} dev {entry.dev}", exc) from None
+        self.ipr_request(node, f"fdb {entry.mac} dev {entry.dev}", "fdb", "append", **spec)
 
     # -- readiness -------------------------------------------------------------
     def wait_ready(self, node: str) -> None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.kernel.bridge import FdbEntry  # noqa: F401 - a lab's fdb entries are the kernel's kind
+
 HOST = "host"
 
 
@@ -34,29 +36,28 @@ class BridgeOptions:
     vlan_filtering: bool | None = None
 
 
+@dataclass(kw_only=True)
+class Settings:
+    """What a link and a veth's peer both set: addresses, MAC, MTU, state, bridge (or VRF) and port flags."""
+    addresses: list[str] = field(default_factory=list)
+    mac: str | None = None
+    mtu: int | None = None
+    up: bool = True
+    master: str | None = None
+    port: PortOptions | None = None
+
+
 @dataclass
-class Peer:
+class Peer(Settings):
     """The other end of a veth: its name, node and settings."""
     name: str
     node: str | None = None  # default: the node of the veth
-    addresses: list[str] = field(default_factory=list)
-    mac: str | None = None
-    mtu: int | None = None
-    up: bool = True
-    master: str | None = None
-    port: PortOptions | None = None
 
 
 @dataclass
-class Link:
+class Link(Settings):
     name: str
     kind: str  # veth bridge macvlan ipvlan vxlan tun tap vlan dummy vrf
-    addresses: list[str] = field(default_factory=list)
-    mac: str | None = None
-    mtu: int | None = None
-    up: bool = True
-    master: str | None = None
-    port: PortOptions | None = None
     peer: Peer | None = None  # veth
     bridge: BridgeOptions | None = None  # bridge
     parent: str | None = None  # macvlan/ipvlan/vlan: the lower link
@@ -100,14 +101,6 @@ class Neighbour:
     dev: str
     lladdr: str | None = None
     proxy: bool = False
-
-
-@dataclass
-class FdbEntry:
-    mac: str
-    dev: str
-    dst: str | None = None  # vxlan remote
-    master: bool = False  # the bridge's FDB rather than the device's own
 
 
 @dataclass

@@ -1,15 +1,13 @@
 """The lab file schema (JSON Schema, draft 2020-12): what keys a lab may have, and their types.
 
 Unknown keys are errors. Meaning (unknown nodes, unreachable gateways...) is checked
-in ``labfile.validate``.
+in ``harness.lab.checks``.
 """
 from __future__ import annotations
 
 from typing import Any
 
-IFNAMSIZ = 15  # usable characters of IFNAMSIZ (16 with the NUL)
-LINK_KINDS = ("veth", "bridge", "macvlan", "ipvlan", "vxlan", "tun", "tap", "vlan", "dummy", "vrf")
-ROUTE_TYPES = ("unicast", "blackhole", "unreachable", "prohibit")
+from harness.kernel.constants import LINK_KINDS, ROUTE_TYPES, SCOPES
 
 _port = {
     "type": "object", "additionalProperties": False,
@@ -70,7 +68,7 @@ LAB_SCHEMA: dict[str, Any] = {
                         "properties": {
                             "dst": {"type": "string"}, "via": {"type": "string"}, "dev": {"type": "string"},
                             "type": {"enum": list(ROUTE_TYPES)},
-                            "scope": {"enum": ["link", "host", "global"]},
+                            "scope": {"enum": list(SCOPES)},
                             "table": {"type": ["integer", "string"]}, "metric": {"type": "integer"},
                             "src": {"type": "string"}, "onlink": {"type": "boolean"},
                             "nexthops": {"type": "array", "minItems": 1, "items": {

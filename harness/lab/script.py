@@ -10,7 +10,8 @@ import re
 import shlex
 import textwrap
 
-from harness.lab.build import CREATION_ORDER, TABLES, table_id
+from harness.kernel.constants import TABLES, table_id
+from harness.kernel.linkkinds import CREATION_ORDER, KINDS, TUNTAP
 from harness.errors import LabError
 from harness.lab.file import validate
 from harness.lab.live import BR_NETFILTER_SYSCTLS
@@ -69,6 +70,7 @@ def oneline(text) -> str:
 def _create(node: Node, link: Link) -> list[list]:
     """The commands that create ``link`` (declared in ``node``), as builder.create_link does."""
     kind, here = link.kind, node.name
+    made = KINDS[kind]
     if kind == "veth":
         peer = link.peer
         argv = _ip(here, "link", "add", link.name, *_mac_mtu(link.mac, link.mtu), "type", "veth",
@@ -76,11 +78,11 @@ def _create(node: Node, link: Link) -> list[list]:
         if (peer.node or here) != here:
             argv += ["netns", _netns(peer.node)]
         return [argv]
-    if kind in ("tun", "tap"):
+    if made.made_by == TUNTAP:
         extra = _mac_mtu(link.mac, link.mtu)  # `ip tuntap` takes no address or mtu
         return [_ip(here, "tuntap", "add", link.name, "mode", kind)] + (
             [_ip(here, "link", "set", link.name, *extra)] if extra else [])
-    if kind in ("macvlan", "ipvlan", "vlan"):
+    if made.parent:
         where = link.parent_node or here
         argv = _ip(where, "link", "add", "link", link.parent, link.name, *_mac_mtu(link.mac, link.mtu),
                    *(["netns", _netns(here)] if where != here else []), "type", kind)

@@ -18,6 +18,8 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
 from harness.cni import expect
+from harness.kernel import state
+from harness.kernel.constants import AF_INET, AF_INET6, RTPROT_KERNEL
 from harness.probe import DEADLINE, QUIET_WINDOW, Port
 
 HOST_UPLINK, ROUTER, INTERNET = "192.168.1.100", "192.168.1.1", "8.8.8.8"
@@ -256,22 +258,24 @@ def test_another_network_is_reached_only_when_routed_and_not_isolated(net, other
 # ---------------------------------------------------------------- DEL leaves nothing
 
 def snapshot(live, node, state_dir=None) -> set[str]:
-    """The node's links, addresses, routes, rules and iptables rules (and the state dir's files)."""
-    ipr = live.ipr(node)
-    names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
-    seen = {f"link {link.get_attr('IFLA_IFNAME')} {link.get_nested('IFLA_LINKINFO', 'IFLA_INFO_KIND')}"
-            for link in ipr.get_links() if link.get_attr("IFLA_IFNAME") != "lo"}
-    seen |= {f"addr {names[a['index']]} {a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}"
-             for a in ipr.get_addr(family=2) if names[a["index"]] != "lo"}
-    routes = live.run(node, ["ip", "-4", "route", "show", "table", "all"]).stdout.splitlines()
-    seen |= {f"route {r.replace(' linkdown', '')}" for r in routes if "table local" not in r}
-    seen |= {f"rule {r}" for r in live.run(node, ["ip", "-4", "rule"]).stdout.splitlines()}
-    table = None
-    for line in live.run(node, ["iptables-save"]).stdout.splitlines():
-        if line.startswith("*"):
-            table = line[1:]
-        elif line and not line.startswith(("#", "COMMIT")):
-            seen.add(f"iptables {table} " + re.sub(r" \[\d+:\d+\]$", "", line))
+    """The node's links, addresses, routes, rules and iptables rules, IPv4 and IPv6, read over netlink
+    (harness.kernel.state), as one fact per line; and the state dir's files (the plugins' /var/lib/cni)."""
+    found = state.snapshot(live.fd(node), ("links", "addresses", "routes", "rules", "iptables", "ip6tables"),
+                           families=(AF_INET, AF_INET6), ipr=live.ipr(node))
+    seen = {f"link {name} {entry['kind']}" for name, entry in found["links"].items()}
+    seen |= {f"addr {key}" for key in found["addresses"]}
+    for key, route in found["routes"].items():
+        proto = "kernel" if route["proto"] == RTPROT_KERNEL else route["proto"]
+        seen.add(f"route {key}" + (f" via {route['via']}" if route["via"] else "")
+                 + (f" dev {route['dev']}" if route["dev"] else "") + f" proto {proto}")
+    seen |= {f"rule {key} table {rule['table']}" for key, rule in found["rules"].items()}
+    for tool in ("iptables", "ip6tables"):
+        table = None
+        for line in found[tool] or ():
+            if line.startswith("*"):
+                table = line[1:]
+            else:
+                seen.add(f"{tool} {table} {line}")
     for root, _, files in os.walk(state_dir or "/nonexistent"):
         seen |= {f"file {os.path.relpath(os.path.join(root, f), state_dir)}" for f in files}
     return seen
@@ -282,9 +286,10 @@ def kept(network) -> list[str]:
     bridge, types = expect.bridge_name(network), set(network.types)
     patterns = [r"file var-lib-cni/networks/[^/]+/(lock|last_reserved_ip\.\d+)",  # host-local's bookkeeping
                 r"file netavark/.*\.json",  # the backend's record of what it gave netavark
-                r"iptables \w+ :(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) ACCEPT"]  # a table, once used
+                r"ip6?tables \w+ :(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) ACCEPT"]  # a table, once used
     if "bridge" in types:  # the bridge plugin keeps its bridge, the gateway address on it, its subnet route
-        patterns += [rf"link {bridge} bridge", rf"addr {bridge} \S+", rf"route \S+ dev {bridge} proto kernel .*"]
+        patterns += [rf"link {bridge} bridge", rf"addr \S+ dev {bridge}",
+                     rf"route \S+ table 254( metric \d+)? dev {bridge} proto kernel"]
     if "portmap" in types:  # portmap's shared chains and the hooks into them
         patterns += [r"iptables nat :CNI-HOSTPORT-(DNAT|SETMARK|MASQ) -",
                      r"iptables nat -A (PREROUTING|OUTPUT|POSTROUTING) .*-j CNI-HOSTPORT-(DNAT|MASQ)",
@@ -318,7 +323,7 @@ def test_the_snapshot_sees_what_add_creates(net, add_pod):
     added = snapshot(net.live, "host", net.state_dir) - before
     assert [e for e in added if not is_kept(e, net.network)], f"the host gained nothing DEL must remove: {added}"
     for pod in pods:
-        assert f"addr {pod.ifname} {pod.addresses()[0]}" in snapshot(net.live, pod.pod), pod.result
+        assert f"addr {pod.addresses()[0]} dev {pod.ifname}" in snapshot(net.live, pod.pod), pod.result
 
 
 def test_del_leaves_nothing_of_the_pods_behind(net, add_pod):

@@ -18,10 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from harness.cni.reality import leftovers, mismatches, snapshot
-from harness.cni.runtime import CniError, Here, Runtime
-from harness.errors import CapabilityMissing
+from harness.cni.runtime import CniError
 from harness.cni.schema import validate_error, validate_result, validate_version
-from pytest_netconform.cni import known_deviations, met_known_deviation
+from pytest_netconform.cni import ASKED_VERSION, known_deviations, met_known_deviation, unclaimed, version_claims
 
 pytestmark = pytest.mark.area("CNI spec")
 VERSIONS = pytest.mark.parametrize("version", ["0.4.0", "1.0.0", "1.1.0"])
@@ -58,9 +57,6 @@ def verdict(request, chain, case: str, version: str, problems: dict[str, list[st
         pytest.xfail(" | ".join(text for text, _ in expected.values()))
 
 
-_claims: dict[str, list] = {}  # binary -> supportedVersions
-
-
 @pytest.fixture
 def chain(request, cni_network, cni_path, version):
     """The backend under test, its network asked in ``version`` (skipped unless all its plugins claim it).
@@ -69,23 +65,15 @@ def chain(request, cni_network, cni_path, version):
     if backend_class.NAME != "cni":
         pytest.skip(f"{network.profile}: backend {backend_class.NAME!r} is not a CNI plugin chain "
                     "(the spec suite execs plugins)")
-    runtime, refusals = Runtime(Here(), path=list(cni_path)), []
-    ipams = [p["ipam"]["type"] for p in network.plugins if isinstance(p.get("ipam"), dict) and "type" in p["ipam"]]
-    for plugin in dict.fromkeys(network.types + ipams):
-        try:
-            binary = os.path.realpath(runtime.find(plugin))
-        except CapabilityMissing:
-            if plugin in network.types:
-                return request.getfixturevalue("cni")  # which fails (or skips) naming what is missing
-            continue  # an IPAM the plugin itself looks up (its ADD says so if it cannot)
-        if binary not in _claims:
-            run = runtime.version(plugin, "1.0.0")
-            assert run.result and "supportedVersions" in run.result, f"VERSION {plugin}:\n{show([run])}"
-            _claims[binary] = run.result["supportedVersions"]
-        if version not in _claims[binary]:
-            refusals.append(f"{plugin} does not claim {version} (supportedVersions {_claims[binary]})")
+    runs = version_claims(network, cni_path)
+    if any(runs[plugin] is None for plugin in network.types):
+        return request.getfixturevalue("cni")  # which fails (or skips) naming what is missing
+    for plugin, run in runs.items():
+        assert run is None or (run.result and "supportedVersions" in run.result), f"VERSION {plugin}:\n{show([run])}"
+    refusals = unclaimed(runs, version)
     if refusals:
         pytest.skip("; ".join(refusals))
+    request.node.stash[ASKED_VERSION] = version
     cni = request.getfixturevalue("cni")
     cni.network = dataclasses.replace(cni.network, cni_version=version)
     return cni

@@ -16,6 +16,7 @@ A malformed file is one line naming the file and the entry.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -98,8 +99,9 @@ def file_of(build_id: str) -> str:
     return os.path.join(EXPECTATIONS_DIR, f"{build_id}.yaml")
 
 
-def for_build(build_id: str | None) -> list[Deviation]:
+@functools.lru_cache(maxsize=None)  # read once per process
+def for_build(build_id: str | None) -> tuple[Deviation, ...]:
     """The deviations the catalogue build ``build_id`` is known for (none without a file)."""
     if build_id is None or not os.path.exists(file_of(build_id)):
-        return []
-    return load(file_of(build_id))
+        return ()
+    return tuple(load(file_of(build_id)))

@@ -109,3 +109,14 @@ def test_a_malformed_expectations_option_stops_the_run_in_one_line(tmp_path):
     done = spec_suite(tmp_path, "--expectations", write(tmp_path, "- not a mapping\n"))
     assert done.returncode == 4 and "--expectations: " in done.stderr and "Traceback" not in done.stderr, \
         done.stderr[-2000:]
+
+
+def test_the_installed_build_is_the_catalogue_build_dpkg_names_and_a_copy_elsewhere_is_none(tmp_path):
+    copy = tmp_path / "bridge"
+    copy.write_bytes(b"#!/bin/sh\n")
+    assert catalogue.installed(str(copy)) is None
+    if not os.path.exists("/usr/lib/cni/bridge"):
+        pytest.skip("containernetworking-plugins is not installed")
+    done = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "containernetworking-plugins"],
+                          capture_output=True, text=True, check=False)
+    assert catalogue.installed("/usr/lib/cni/bridge") == f"cni-plugins@{catalogue.upstream_of(done.stdout.strip())}"

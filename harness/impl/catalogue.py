@@ -1,6 +1,7 @@
 """The catalogue of builds netconform validates (catalogue.yaml beside this file), as data."""
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -48,9 +49,34 @@ def load(path: str = CATALOGUE_FILE) -> dict[str, Build]:
     return builds
 
 
+def upstream_of(debian_version: str) -> str:
+    """The upstream part of a Debian version: ``1.1.1`` of ``1.1.1+ds1-3+b17``, of ``1:1.9.1-1``."""
+    return debian_version.split(":", 1)[-1].rsplit("-", 1)[0].split("+", 1)[0]
+
+
 def build_named(spec: str, path: str = CATALOGUE_FILE) -> Build:
     """``NAME@VERSION`` from the catalogue, or one line listing what it has."""
     builds = load(path)
     if spec not in builds:
         raise NetconformError(f"no build {spec!r} in the catalogue; it has {', '.join(builds)}")
     return builds[spec]
+
+
+@functools.lru_cache(maxsize=None)  # dpkg is asked once per binary and process
+def installed(binary: str, path: str = CATALOGUE_FILE) -> str | None:
+    """The catalogue build ``binary`` belongs to when the machine's own package put it there (Debian's
+    dpkg says which upstream version is installed, and the binary is in that package's directory),
+    else None: a binary anywhere else is no catalogue build's."""
+    import subprocess  # only asked once per plugin binary and run
+    binary = os.path.realpath(binary)
+    for build in load(path).values():
+        if not binary.startswith(f"/{build.bin}/"):
+            continue
+        try:
+            done = subprocess.run(["dpkg-query", "-W", "-f=${Version}", build.package],
+                                  capture_output=True, text=True, check=False, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if done.returncode == 0 and done.stdout.strip() and upstream_of(done.stdout.strip()) == build.upstream:
+            return build.id
+    return None

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 
 from harness import paths
 from harness.errors import NetconformError
+from harness.impl import catalogue
 from harness.impl.catalogue import Build
 
 DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -186,8 +187,7 @@ def candidate(build: Build, preexec=None) -> str:
 def pick_version(build: Build, served: list[str]) -> str:
     """The served Debian version whose upstream part is the build's, or one line saying what is served."""
     for version in served:
-        upstream = version.split(":", 1)[-1].rsplit("-", 1)[0].split("+", 1)[0]
-        if upstream == build.upstream:
+        if catalogue.upstream_of(version) == build.upstream:
             return version
     raise FetchError(f"{build.id}: {build.release} serves {build.package} {', '.join(served) or 'not at all'}, "
                      f"not upstream {build.upstream}")

@@ -2,63 +2,31 @@
 plugin chain under test: every bundled profile, or ``--cni-conf``; every cniVersion
 among 0.4.0, 1.0.0 and 1.1.0 that all the chain's plugins (and their IPAM) claim.
 
-A deviation fails its test. The reference plugins' known deviations (Debian's
-containernetworking-plugins in /usr/lib/cni, table KNOWN) are strict xfails saying
-what they do and what the spec says; one is applied only when everything else in the
-test passed and the failure is the one listed, so a new fault is not hidden and a
-fixed one turns the test red (XPASS strict).
+A deviation fails its test. An implementation's known deviations (its expectations file,
+harness/impl/expectations/<build>.yaml, or the user's --expectations FILE) are reported as
+KNOWN DEVIATION, saying what it does, the spec's clause and the upstream issue; one is applied
+only when everything else in the test passed and the failure is the one listed, so a new fault
+is not hidden, and a listed one that no longer happens fails ("fixed: remove it").
 """
 import dataclasses
-import functools
 import itertools
 import json
 import os
 import re
-import shutil
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from harness.cni.reality import leftovers, mismatches, snapshot
-from harness.cni.runtime import CniError, Here, Runtime
-from harness.errors import CapabilityMissing
+from harness.cni.runtime import CniError
 from harness.cni.schema import validate_error, validate_result, validate_version
+from pytest_netconform.cni import ASKED_VERSION, known_deviations, met_known_deviation, unclaimed, version_claims
 
 pytestmark = pytest.mark.area("CNI spec")
 VERSIONS = pytest.mark.parametrize("version", ["0.4.0", "1.0.0", "1.1.0"])
 PORTS = [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]
 ABSENT_NETNS = "/run/netns/netconform-absent"
 NO_ATTACHMENT = {"CNI_CONTAINERID": None, "CNI_NETNS": None, "CNI_IFNAME": None, "CNI_ARGS": None}
-RESERVED = ("is reserved and not a well-known error of CNI 0.4.0", "answers with a code 1.0.0 introduced",
-            "(0.4.0) 'Error codes 1-99 must not be used other than as specified here': 1, 2, 3, 11")
-KNOWN = [  # (case, plugin or "*", versions, the failure's signature, what the reference does, what the spec says)
-    ("error-cni-version", "*", ("0.4.0", "1.0.0"), "error cniVersion None", "its error objects have no cniVersion",
-     "an error object holds cniVersion, code and msg"),
-    ("no-command", "*", ("0.4.0", "1.0.0"), ": exit 0", ("without CNI_COMMAND it prints its version on stderr and "
-     "exits 0"), "code 4 (invalid necessary environment variables, like CNI_COMMAND) and a non-zero exit"),
-    *((case, "*", ("0.4.0",), *RESERVED) for case in ("unknown-command", "no-containerid", "invalid-containerid",
-                                                      "no-netns", "no-ifname", "invalid-ifname", "missing-name")),
-    ("invalid-containerid", "*", ("1.0.0",), "does not name CNI_CONTAINERID", ("its code 4 says 'invalid "
-     "characters in containerID'"), "code 4's message must contain the names of invalid variables"),
-    ("invalid-ifname", "*", ("1.0.0",), "does not name CNI_IFNAME", "its code 4 says 'interface name is too long'",
-     "code 4's message must contain the names of invalid variables"),
-    ("ipam-not-object", "*", ("1.0.0",), "code 999, the spec says 6 or 7", ("it answers code 999 to a "
-     "configuration whose ipam is not an object"), "6 (failed to decode content) or 7 (invalid network config)"),
-    ("check-after-add", "portmap", ("0.4.0", "1.0.0"), "could not check ipv6 dnat", ("CHECK right after ADD "
-     "fails looking for an ip6tables DNAT chain an IPv4-only pod never had (containernetworking/plugins#819)"),
-     "a plugin must handle CHECK being called immediately after an ADD"),
-]
-
-
-@functools.cache
-def debian_plugins() -> str | None:
-    """The reference build, Debian's package (its plugins are in /usr/lib/cni), if installed."""
-    done = shutil.which("dpkg-query") and subprocess.run(
-        ["dpkg-query", "-W", "-f=${Version}", "containernetworking-plugins"], capture_output=True, text=True, check=False)
-    return f"containernetworking-plugins {done.stdout.split('+')[0]}" if done and done.stdout else None
-
-
 def show(runs) -> str:
     """Evidence: what each plugin run printed (lines start with two spaces)."""
     return "\n".join(f"  {r.command} {r.plugin} exit {r.returncode} {r.problem or ''}: stdout "
@@ -66,24 +34,27 @@ def show(runs) -> str:
 
 
 def verdict(request, chain, case: str, version: str, problems: dict[str, list[str]]) -> None:
-    """Assert no plugin has a problem; a KNOWN deviation of the reference build is a strict xfail."""
-    expected = {}
+    """Assert no plugin has a problem, unless it is a known deviation of its implementation (its
+    expectations file, harness/impl/expectations, or --expectations) and nothing else went wrong:
+    then the test is a known deviation; a listed one that no longer happens fails."""
+    expected, listed = {}, []
     for plugin, lines in problems.items():
         claims = [line for line in lines if not line.startswith("  ")]
-        for _, _, _, signature, what, spec in (k for k in KNOWN if k[0] == case and k[1] in ("*", plugin)
-                                                and version in k[2]):
-            reference = os.path.realpath(chain.runtime.find(plugin)).startswith("/usr/lib/cni/")
-            if all(signature in line for line in claims) and reference and (build := debian_plugins()):
-                expected[plugin] = f"{plugin} ({build}) deviates: {what}; spec says {spec}"
-    report = lambda found: "\n".join(f"{p}: {line}" for p, lines in found.items() for line in lines)
+        implementation, deviations = known_deviations(request, chain, plugin)
+        for deviation in (d for d in deviations if d.applies(case, plugin, version)):
+            listed.append(deviation)
+            if claims and all(deviation.signature in line for line in claims):
+                expected[plugin] = deviation.describe(plugin, implementation), implementation
+    report = lambda found: "\n".join(f"{p}: {line}" for p, lines in found.items() for line in lines)  # noqa: E731
     unexpected = {p: v for p, v in problems.items() if v and p not in expected}
     assert not unexpected, f"{case} at cniVersion {version}:\n{report(unexpected)}"
+    if listed and not expected:
+        pytest.fail(f"{case} at cniVersion {version}: fixed: the known deviation no longer happens "
+                    f"({listed[0].does}); remove it from {listed[0].source}", pytrace=False)
+    for text, implementation in expected.values():
+        met_known_deviation(request.node, implementation, text)
     if expected:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=" | ".join(expected.values())))
-    assert not any(problems[p] for p in expected), f"{case} at cniVersion {version}:\n{report(problems)}"
-
-
-_claims: dict[str, list] = {}  # binary -> supportedVersions
+        pytest.xfail(" | ".join(text for text, _ in expected.values()))
 
 
 @pytest.fixture
@@ -94,23 +65,15 @@ def chain(request, cni_network, cni_path, version):
     if backend_class.NAME != "cni":
         pytest.skip(f"{network.profile}: backend {backend_class.NAME!r} is not a CNI plugin chain "
                     "(the spec suite execs plugins)")
-    runtime, refusals = Runtime(Here(), path=list(cni_path)), []
-    ipams = [p["ipam"]["type"] for p in network.plugins if isinstance(p.get("ipam"), dict) and "type" in p["ipam"]]
-    for plugin in dict.fromkeys(network.types + ipams):
-        try:
-            binary = os.path.realpath(runtime.find(plugin))
-        except CapabilityMissing:
-            if plugin in network.types:
-                return request.getfixturevalue("cni")  # which fails (or skips) naming what is missing
-            continue  # an IPAM the plugin itself looks up (its ADD says so if it cannot)
-        if binary not in _claims:
-            run = runtime.version(plugin, "1.0.0")
-            assert run.result and "supportedVersions" in run.result, f"VERSION {plugin}:\n{show([run])}"
-            _claims[binary] = run.result["supportedVersions"]
-        if version not in _claims[binary]:
-            refusals.append(f"{plugin} does not claim {version} (supportedVersions {_claims[binary]})")
+    runs = version_claims(network, cni_path)
+    if any(runs[plugin] is None for plugin in network.types):
+        return request.getfixturevalue("cni")  # which fails (or skips) naming what is missing
+    for plugin, run in runs.items():
+        assert run is None or (run.result and "supportedVersions" in run.result), f"VERSION {plugin}:\n{show([run])}"
+    refusals = unclaimed(runs, version)
     if refusals:
         pytest.skip("; ".join(refusals))
+    request.node.stash[ASKED_VERSION] = version
     cni = request.getfixturevalue("cni")
     cni.network = dataclasses.replace(cni.network, cni_version=version)
     return cni
@@ -140,11 +103,15 @@ def is_error_object(run, version: str) -> bool:
 
 # ---------------------------------------------------------------- VERSION and versions
 @VERSIONS
-def test_version_answers_the_supported_versions(chain, version):
+def test_version_answers_the_supported_versions(request, chain, version):
+    problems = {}
     for plugin in chain.network.types:
         run = chain.runtime.version(plugin, version)
-        problems = validate_version(run.result, version) if run.result else [run.describe()]
-        assert not problems and version in run.result["supportedVersions"], f"{problems}\n{show([run])}"
+        found = validate_version(run.result, version) if run.result else [run.describe()]
+        if run.result and version not in run.result.get("supportedVersions", []):
+            found.append(f"supportedVersions does not hold {version}")
+        problems[plugin] = found + [show([run])] if found else []
+    verdict(request, chain, "version", version, problems)
 
 
 # ---------------------------------------------------------------- ADD: the result, and reality
@@ -235,13 +202,18 @@ def test_del_of_what_is_not_there_succeeds(chain, version, add_pod):
 
 
 @VERSIONS
-def test_add_into_a_nonexistent_netns_fails_and_a_del_after_it_leaves_nothing(chain, version, add_pod):
+def test_add_into_a_nonexistent_netns_fails_and_a_del_after_it_leaves_nothing(request, chain, version, add_pod):
     attach(chain, add_pod("pod0"))
     before = snapshot(chain.live, chain.state_dir)
     run = refusal(chain, lambda: chain.runtime.add(chain.network, "netconform-failed", ABSENT_NETNS, "eth0",
                                                    runtime_args(chain)))
     assert is_error_object(run, version), show([run])
-    chain.runtime.delete(chain.network, "netconform-failed", ABSENT_NETNS, None, runtime_args=runtime_args(chain))
+    refused = dict.fromkeys(chain.network.types, [])
+    try:
+        chain.runtime.delete(chain.network, "netconform-failed", ABSENT_NETNS, None, runtime_args=runtime_args(chain))
+    except CniError as exc:
+        refused[exc.run.plugin if exc.run else "the chain"] = [f"DEL refused: {exc}", show([exc.run] if exc.run else [])]
+    verdict(request, chain, "del-after-failed-add", version, refused)
     left = leftovers(chain.live, before)
     assert not left, "\n".join(["DEL after a failed ADD left:", *left, show(chain.runtime.log[-4:])])
 
@@ -362,7 +334,7 @@ def test_parallel_adds_get_distinct_addresses(chain, version, add_pod):
 
 # ---------------------------------------------------------------- 1.1.0: GC and STATUS
 @pytest.mark.parametrize("version", ["1.1.0"])
-def test_gc_releases_only_what_is_not_a_valid_attachment(chain, version, add_pod):
+def test_gc_releases_only_what_is_not_a_valid_attachment(request, chain, version, add_pod):
     keep, drop = attach(chain, add_pod("pod1")), attach(chain, add_pod("pod2"))
     state_files = lambda: {os.path.basename(f.removeprefix("state: file "))  # noqa: E731
                            for f in snapshot(chain.live, chain.state_dir).facts if f.startswith("state: file ")}
@@ -377,7 +349,10 @@ def test_gc_releases_only_what_is_not_a_valid_attachment(chain, version, add_pod
     if {kept, dropped} <= before:  # reservations kept as files named by the address (host-local's way)
         after = state_files()
         assert kept in after, f"GC released {kept}, the reservation of a valid attachment ({keep.container_id})"
-        assert dropped not in after, f"GC kept {dropped}, reserved for {drop.container_id}, not a valid attachment"
+        ipams = [p["ipam"]["type"] for p in chain.network.plugins if isinstance(p.get("ipam"), dict)]
+        holder = ipams[0] if len(set(ipams)) == 1 else "the chain"  # whose reservations they are
+        verdict(request, chain, "gc-releases", version, {holder: [] if dropped not in after else [
+            f"GC kept {dropped}, reserved for {drop.container_id}, not a valid attachment ({sorted(after)})"]})
 
 
 @pytest.mark.parametrize("version", ["1.1.0"])

@@ -1,0 +1,122 @@
+"""Known deviations as data (harness/impl/expectations): the files load or say in one line what
+is wrong; a listed deviation is reported as a known deviation (never skipped), and one that no
+longer happens fails; ``--expectations FILE`` applies a user's own file to a user's plugin
+(tests/cni_plugins/gc-demo, whose error objects lack cniVersion: its ADD without CNI_CONTAINERID
+succeeds)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from harness.impl import catalogue, expectations
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ENTRY = {"case": "error-cni-version", "plugin": "gc-demo", "versions": ["1.1.0"], "signature": "error cniVersion None",
+         "does": "its ADD without CNI_CONTAINERID succeeds", "spec": "spec-v1.1.0 Error", "level": "SHOULD",
+         "clause": "Plugins should output a JSON object with the following keys if they encounter an error"}
+
+
+def write(tmp_path, text: str) -> str:
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_every_catalogue_expectations_file_loads_and_names_a_catalogue_build():
+    builds = catalogue.load()
+    files = sorted(os.listdir(expectations.EXPECTATIONS_DIR))
+    assert files and all(name.removesuffix(".yaml") in builds for name in files), files
+    for name in files:
+        assert expectations.for_build(name.removesuffix(".yaml")), name
+    portmap = [d for d in expectations.for_build("cni-plugins@1.1.1") if d.case == "check-after-add"]
+    assert portmap and portmap[0].upstream == "containernetworking/plugins#819" and portmap[0].level == "MUST"
+    assert any(d.upstream == "containernetworking/plugins#1047" for d in expectations.for_build("cni-plugins@1.9.1"))
+    assert expectations.for_build("netavark@1.4.0") == () and expectations.for_build(None) == ()
+
+
+@pytest.mark.parametrize("text,says", [
+    ("- just a list\n", "an expectations file is a mapping with one key, deviations: a list"),
+    ("deviations: [{: :\n", "not YAML at line 1"),
+    ("deviations:\n  - case: no-command\n", "deviation 1 (no-command): missing plugin, versions, signature"),
+    (json.dumps({"deviations": [dict(ENTRY, colour="red")]}), "deviation 1 (error-cni-version): unknown colour"),
+    (json.dumps({"deviations": [dict(ENTRY, versions="1.1.0")]}), "versions is a list of quoted cniVersions"),
+    (json.dumps({"deviations": [dict(ENTRY, level="OUGHT")]}), "level is one of MUST, MUST NOT, SHOULD"),
+    (json.dumps({"deviations": [dict(ENTRY, clause="")]}), "clause must be non-empty text"),
+])
+def test_a_malformed_file_is_one_line_naming_the_file_and_the_entry(tmp_path, text, says):
+    path = write(tmp_path, text)
+    with pytest.raises(expectations.ExpectationsError) as caught:
+        expectations.load(path)
+    assert says in str(caught.value) and str(caught.value).startswith(path) and "\n" not in str(caught.value)
+
+
+def test_a_missing_file_is_one_line(tmp_path):
+    with pytest.raises(expectations.ExpectationsError, match=r"cannot read the expectations file"):
+        expectations.load(str(tmp_path / "absent.yaml"))
+
+
+def spec_suite(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    conflist = tmp_path / "gc-demo.conflist"
+    conflist.write_text(json.dumps({"cniVersion": "1.1.0", "name": "netconform-gc-demo",
+                                    "plugins": [{"type": "gc-demo"}]}))
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA",
+                           "suites/cni/test_spec.py", "--cni-conf", str(conflist), "--cni-path", "tests/cni_plugins",
+                           "--basetemp", str(tmp_path / "run"), *args],
+                          cwd=PROJECT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                          env=dict(os.environ, COLUMNS="300"))
+
+
+def test_without_expectations_the_users_deviation_fails(tmp_path):
+    done = spec_suite(tmp_path, "-k", "error_objects and 1.1.0")
+    assert done.returncode == 1 and "1 failed" in done.stdout, done.stdout[-3000:]
+
+
+def test_expectations_file_makes_the_users_deviation_a_known_deviation(tmp_path):
+    done = spec_suite(tmp_path, "-k", "error_objects and 1.1.0", "--expectations",
+                      write(tmp_path, json.dumps({"deviations": [ENTRY]})))
+    assert done.returncode == 0, done.stdout[-3000:]
+    summary = done.stdout.strip().splitlines()[-1]
+    assert "1 known deviation" in summary and "skipped" not in summary and "xfailed" not in summary, summary
+    assert "DEVIATION suites/cni/test_spec.py::test_error_objects_carry_the_cni_version[cni://gc-demo-1.1.0]: " \
+           "known deviation of gc-demo (as --expectations says): its ADD without CNI_CONTAINERID succeeds; " \
+           "spec-v1.1.0 Error SHOULD" in done.stdout, done.stdout[-3000:]
+    assert "as --expectations says: 1 test(s) met a known deviation (1 plugin deviation(s))" in done.stdout
+
+
+def test_a_listed_deviation_that_no_longer_happens_fails(tmp_path):
+    """gc-demo answers VERSION as the spec says: a deviation listed there is 'fixed'."""
+    fixed = dict(ENTRY, case="version", signature="cniVersion", does="it echoes the wrong cniVersion")
+    path = write(tmp_path, json.dumps({"deviations": [fixed]}))
+    done = spec_suite(tmp_path, "-k", "version_answers and 1.1.0", "--expectations", path)
+    assert done.returncode == 1 and "1 failed" in done.stdout, done.stdout[-3000:]
+    assert ("version at cniVersion 1.1.0: fixed: the known deviation no longer happens (it echoes the wrong "
+            f"cniVersion); remove it from {path}") in done.stdout, done.stdout[-3000:]
+
+
+def test_a_deviation_with_another_failure_still_fails(tmp_path):
+    """A listed signature forgives only itself: any other claim of the same test fails as before."""
+    other = dict(ENTRY, signature="something gc-demo does not print")
+    done = spec_suite(tmp_path, "-k", "error_objects and 1.1.0", "--expectations",
+                      write(tmp_path, json.dumps({"deviations": [other]})))
+    assert done.returncode == 1 and "1 failed" in done.stdout, done.stdout[-3000:]
+
+
+def test_a_malformed_expectations_option_stops_the_run_in_one_line(tmp_path):
+    done = spec_suite(tmp_path, "--expectations", write(tmp_path, "- not a mapping\n"))
+    assert done.returncode == 4 and "--expectations: " in done.stderr and "Traceback" not in done.stderr, \
+        done.stderr[-2000:]
+
+
+def test_the_installed_build_is_the_catalogue_build_dpkg_names_and_a_copy_elsewhere_is_none(tmp_path):
+    copy = tmp_path / "bridge"
+    copy.write_bytes(b"#!/bin/sh\n")
+    assert catalogue.installed(str(copy)) is None
+    if not os.path.exists("/usr/lib/cni/bridge"):
+        pytest.skip("containernetworking-plugins is not installed")
+    done = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "containernetworking-plugins"],
+                          capture_output=True, text=True, check=False)
+    assert catalogue.installed("/usr/lib/cni/bridge") == f"cni-plugins@{catalogue.upstream_of(done.stdout.strip())}"

@@ -39,6 +39,10 @@ class CniBackend(NetworkBackend):
         """The implementation as a report names it: the chain of plugin types (``cni:bridge+portmap``)."""
         return f"{self.NAME}:{self.network.profile}" + (f" ({self.build})" if self.build else "")
 
+    def close(self) -> None:
+        super().close()
+        self.runtime.close()
+
     def container_id(self, pod: str) -> str:
         return f"netconform-{pod}"
 

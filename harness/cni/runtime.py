@@ -83,6 +83,13 @@ class Runtime:
     host_node: str = "host"
     timeout: float = PLUGIN_TIMEOUT
     log: list[PluginRun] = field(default_factory=list)
+    plugin_state: sandbox.PluginState = field(init=False, repr=False)  # the plugins' own /var/lib/cni
+
+    def __post_init__(self):
+        self.plugin_state = sandbox.PluginState(os.path.join(self.state_dir, PLUGIN_STATE_DIR))
+
+    def close(self) -> None:
+        self.plugin_state.close()
 
     def binaries(self, network: NetworkConfig) -> list[str]:
         """Every plugin binary of the chain, looked up before any runs (spec: a missing one is an
@@ -126,16 +133,15 @@ class Runtime:
         if env_override is not None:
             env = {k: v for k, v in {**env, **env_override}.items() if v is not None}
         run = PluginRun(command, plugin_type, env, conf)
-        plugin_state = os.path.join(self.state_dir, PLUGIN_STATE_DIR)
-        os.makedirs(plugin_state, exist_ok=True)
+        os.makedirs(self.plugin_state.directory, exist_ok=True)
         wait = Deadline(self.timeout, "cni plugin")
         try:
-            with self.live.entered(self.host_node):
+            with self.live.entered(self.host_node), self.plugin_state.entered():
                 # A session of its own, so that a hung plugin is killed with whatever it started; the
                 # run's own /var/lib/cni (host-local's reservations, flannel's files), as a host would have.
                 process = subprocess.Popen([binary], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                            stderr=subprocess.PIPE, text=True, env=env, cwd=self.state_dir,
-                                           start_new_session=True, preexec_fn=sandbox.plugin_state_preexec(plugin_state))
+                                           start_new_session=True)
         except OSError as exc:
             run.problem = f"cannot execute {binary}: {exc.strerror}"
             self.log.append(run)

@@ -8,8 +8,10 @@ the process exits the kernel removes everything it made.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import weakref
 from dataclasses import dataclass
 
 from harness.kernel import nsutil
@@ -109,6 +111,9 @@ def _private_run() -> None:
     nsutil.mount("netconform-run", "/run", "tmpfs", 0, "mode=0755")
     os.mkdir(nsutil.NETNS_RUN_DIR, 0o755)
     nsutil.mount("netconform-netns", nsutil.NETNS_RUN_DIR, "tmpfs", 0, "mode=0755")
+    # Shared (within the sandbox), as `ip netns add` makes it: a plugin's mount namespace (PluginState)
+    # is its slave, and sees the namespaces named after it was made.
+    nsutil.mount("none", nsutil.NETNS_RUN_DIR, None, nsutil.MS_SHARED)
     _private_var_lib()
 
 
@@ -134,17 +139,61 @@ def _private_var_lib() -> None:
         raise SandboxError(f"cannot make a private {PLUGIN_STATE} (for the plugins' state): {exc}") from None
 
 
-def plugin_state_preexec(directory: str):
-    """A ``preexec_fn`` giving a plugin (and what it delegates to) ``directory`` as its /var/lib/cni,
-    in a mount namespace of its own: each test's plugins keep their files apart, where the test's
-    checks can read them. Without a /var/lib/cni to cover (--no-sandbox), plugins use the real one."""
-    def preexec():
+class PluginState:
+    """A mount namespace in which /var/lib/cni is ``directory``: each runtime's plugins (and what they
+    delegate to) keep their files apart, where the test's checks read them.
+
+    Made once, then entered by the calling thread around each exec (as a lab's network namespace is),
+    so that the plugin is still spawned with vfork: a ``preexec_fn`` would force a full fork of the
+    test process and cost a CNI ADD about a third more. A thread may change its mount namespace only
+    with a root and working directory of its own (CLONE_FS); entering one resets the working
+    directory, so it is put back. Without a /var/lib/cni to cover (--no-sandbox), plugins use the
+    real one and nothing is entered.
+    """
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.fd: int | None = None
+        self._made = threading.Lock()  # parallel execs (CNI allows them) make it once
+
+    @contextlib.contextmanager
+    def entered(self):
         if not os.path.isdir(PLUGIN_STATE):
+            yield
             return
-        nsutil.unshare(nsutil.CLONE_NEWNS)
-        nsutil.mount("none", "/", None, nsutil.MS_REC | nsutil.MS_PRIVATE)
-        nsutil.mount(directory, PLUGIN_STATE, None, nsutil.MS_BIND)
-    return preexec
+        nsutil.unshare(nsutil.CLONE_FS)  # this thread's root and cwd, no longer shared with the others
+        home = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        cwd = os.open(".", os.O_PATH | os.O_CLOEXEC)
+        try:
+            with self._made:
+                if self.fd is None:
+                    nsutil.unshare(nsutil.CLONE_NEWNS)
+                    # A slave: namespaces named later in /run/netns still reach it; its bind does not leave.
+                    nsutil.mount("none", "/", None, nsutil.MS_REC | nsutil.MS_SLAVE)
+                    nsutil.mount(self.directory, PLUGIN_STATE, None, nsutil.MS_BIND)
+                    self.fd = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+                    weakref.finalize(self, PluginState._close_fd, self.fd)
+                else:
+                    nsutil.setns(self.fd, nsutil.CLONE_NEWNS)
+            os.fchdir(cwd)
+            yield
+        finally:
+            nsutil.setns(home, nsutil.CLONE_NEWNS)
+            os.fchdir(cwd)
+            os.close(home)
+            os.close(cwd)
+
+    @staticmethod
+    def _close_fd(fd: int) -> None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass  # closed already (close())
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def enter(*, allow_userns: bool = True) -> SandboxInfo:

@@ -113,3 +113,25 @@ def test_a_single_plugin_conf_attaches_and_detaches(tmp_path):
         backend.detach("pod1")
     finally:
         live.teardown()
+
+
+# ---------------------------------------------------------------- a derived second network
+PTP_OLD_FORM = {"cniVersion": "1.0.0", "name": "dev-ptp", "plugins": [
+    {"type": "ptp", "ipMasq": True, "ipam": {"type": "host-local", "subnet": "10.78.0.0/24",
+                                               "routes": [{"dst": "0.0.0.0/0"}]}}]}
+STATIC = {"cniVersion": "1.0.0", "name": "dev-static", "plugins": [
+    {"type": "bridge", "bridge": "cni0", "ipam": {"type": "static", "addresses": [
+        {"address": "10.79.0.5/24", "gateway": "10.79.0.1"}]}}]}
+
+
+@pytest.mark.parametrize("data,moved", [(PTP_OLD_FORM, "10.78.1.0/24"), (STATIC, "10.79.1.0/24")],
+                         ids=["host-local-single-subnet", "static-addresses"])
+def test_a_derived_second_network_never_overlaps_the_first(data, moved):
+    from harness.cni import expect
+    from harness.cni.conf import parse
+    network = parse(data, data["name"])
+    sibling = expect.sibling(network)
+    assert [str(subnet) for subnet, _ in expect.subnets(sibling)] == [moved]
+    assert expect.overlaps(network, sibling) == []
+    # The twin: the configuration against itself overlaps, and says where.
+    assert expect.overlaps(network, network) == [str(expect.subnets(network)[0][0])]

@@ -194,8 +194,9 @@ def routed_by_host(network: NetworkConfig) -> bool:
 def sibling(network: NetworkConfig, index: int = 1) -> NetworkConfig:
     """The same configuration as a second network: another name, bridge and subnet.
 
-    Each subnet moves ``index`` subnets of its own size up (10.88.0.0/24 -> 10.88.1.0/24),
-    with its gateway and range bounds; a bridge ``cni0`` becomes ``cni1``.
+    Each subnet (host-local's ranges or its older single ``subnet``, static addresses, netavark's
+    subnets) moves ``index`` subnets of its own size up (10.88.0.0/24 -> 10.88.1.0/24), with its
+    gateway and range bounds; a bridge ``cni0`` becomes ``cni1``.
     """
     plugins = copy.deepcopy(network.plugins)
     main = plugins[0]
@@ -217,11 +218,25 @@ def sibling(network: NetworkConfig, index: int = 1) -> NetworkConfig:
     else:
         if "bridge" in main or main["type"] == "bridge":
             main["bridge"] = _renamed(main.get("bridge", "cni0"), index)
-        for rangeset in (main.get("ipam") or {}).get("ranges") or []:
+        ipam = main.get("ipam") or {}
+        for rangeset in ipam.get("ranges") or []:
             for r in rangeset:
                 move(r, ("gateway", "rangeStart", "rangeEnd"))
+        if ipam.get("subnet"):  # host-local's older single-range form
+            move(ipam, ("gateway", "rangeStart", "rangeEnd"))
+        for a in ipam.get("addresses") or []:  # static
+            iface = ipaddress.ip_interface(a["address"])
+            a["address"] = f"{shift(iface.ip, iface.network.num_addresses)}/{iface.network.prefixlen}"
+            if a.get("gateway") and ipaddress.ip_address(a["gateway"]) in iface.network:
+                a["gateway"] = shift(a["gateway"], iface.network.num_addresses)
     return replace(network, name=f"{network.name}-{index + 1}", plugins=plugins,
                    raw=dict(network.raw, name=f"{network.name}-{index + 1}", plugins=plugins))
+
+
+def overlaps(network: NetworkConfig, other: NetworkConfig) -> list[str]:
+    """The subnets of ``other`` that overlap one of ``network``'s (a derived network must have none)."""
+    mine = [subnet for subnet, _ in subnets(network)]
+    return [str(theirs) for theirs, _ in subnets(other) if any(theirs.overlaps(ours) for ours in mine)]
 
 
 def _renamed(name: str, index: int) -> str:

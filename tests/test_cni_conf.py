@@ -135,3 +135,33 @@ def test_a_derived_second_network_never_overlaps_the_first(data, moved):
     assert expect.overlaps(network, sibling) == []
     # The twin: the configuration against itself overlaps, and says where.
     assert expect.overlaps(network, network) == [str(expect.subnets(network)[0][0])]
+
+
+# ---------------------------------------------------------------- preconditions another component makes
+KUBENET = {"cniVersion": "1.0.0", "name": "dev-kubenet", "plugins": [
+    {"type": "bridge", "bridge": "cbr0", "isGateway": True, "isDefaultGateway": True, "ipMasq": True,
+     "hairpinMode": True, "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.85.0.0/24"}]]}},
+    {"type": "portmap", "capabilities": {"portMappings": True}, "externalSetMarkChain": "KUBE-MARK-MASQ"}]}
+
+
+@pytest.mark.parametrize("chain", ["KUBE-MARK-MASQ", "DEV-NOT-THERE"])
+def test_portmaps_external_mark_chain_is_made_as_kube_proxy_does_or_named_in_one_line(tmp_path, chain):
+    from harness.cni.conf import parse
+    data = json.loads(json.dumps(KUBENET).replace("KUBE-MARK-MASQ", chain))
+    live = build(load_lab("cni-host"))
+    try:
+        live.add_node("pod1")
+        backend = CniBackend(live, parse(data, "kubenet.conflist"), str(tmp_path))
+        made = live.run("host", ["iptables", "-t", "nat", "-S", chain]).returncode == 0
+        if chain == "KUBE-MARK-MASQ":
+            assert made and backend.unavailable() is None
+            # portmap marks through it: without the chain its ADD fails ("Chain 'KUBE-MARK-MASQ' does not exist")
+            backend.attach("pod1", portMappings=[{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}])
+            backend.close()
+        else:
+            assert not made, "the harness made a chain no component it knows owns"
+            assert backend.unavailable() == (
+                "kubenet.conflist: portmap's externalSetMarkChain 'DEV-NOT-THERE' is not in the host's nat table: "
+                "whatever owns it must make it first (the harness makes only kube-proxy's KUBE-MARK-MASQ)")
+    finally:
+        live.teardown()

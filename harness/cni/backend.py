@@ -13,6 +13,16 @@ from .runtime import CniError, Runtime
 
 __all__ = ["Attachment", "Backend", "CniBackend", "NetworkBackend", "backend_for"]
 
+# What kube-proxy (iptables mode) makes in the nat table, and portmap's externalSetMarkChain names: the
+# chain that marks a hairpinned connection, and the masquerade of what it marked. A configuration
+# written for a Kubernetes node expects them (kubenet's portmap: externalSetMarkChain KUBE-MARK-MASQ).
+KUBE_PROXY_NAT = {"KUBE-MARK-MASQ": [
+    ["-N", "KUBE-MARK-MASQ"], ["-A", "KUBE-MARK-MASQ", "-j", "MARK", "--set-xmark", "0x4000/0x4000"],
+    ["-N", "KUBE-POSTROUTING"], ["-A", "POSTROUTING", "-j", "KUBE-POSTROUTING"],
+    ["-A", "KUBE-POSTROUTING", "-m", "mark", "!", "--mark", "0x4000/0x4000", "-j", "RETURN"],
+    ["-A", "KUBE-POSTROUTING", "-j", "MARK", "--set-xmark", "0x4000/0x0"],
+    ["-A", "KUBE-POSTROUTING", "-j", "MASQUERADE"]]}
+
 
 class CniBackend(NetworkBackend):
     """Any chain of CNI plugin binaries, exec'd per the spec."""
@@ -25,6 +35,23 @@ class CniBackend(NetworkBackend):
     def __init__(self, live, network, state_dir, path=None):
         super().__init__(live, network, state_dir, path)
         self.runtime = Runtime(live, path=list(path) if path else Runtime(live).path, state_dir=state_dir)
+        self.missing = self._provide_preconditions()
+
+    def _provide_preconditions(self) -> str | None:
+        """What the configuration expects of the host that another component makes: made here as
+        that component would (kube-proxy's KUBE-MARK-MASQ), before anything is measured; else one
+        line naming what is missing."""
+        for plugin in self.network.plugins:
+            chain = plugin.get("externalSetMarkChain")
+            if not chain or self.live.run("host", ["iptables", "-t", "nat", "-S", chain]).returncode == 0:
+                continue
+            if chain not in KUBE_PROXY_NAT:
+                return (f"{self.network.source}: {plugin['type']}'s externalSetMarkChain {chain!r} is not in the "
+                        "host's nat table: whatever owns it must make it first (the harness makes only "
+                        "kube-proxy's KUBE-MARK-MASQ)")
+            for rule in KUBE_PROXY_NAT[chain]:
+                self.live.run("host", ["iptables", "-t", "nat", *rule], check=True)
+        return None
 
     @classmethod
     def claims(cls, source: str, data: dict) -> bool:
@@ -60,6 +87,8 @@ class CniBackend(NetworkBackend):
                             attachment.runtime_args if attachment else None)
 
     def unavailable(self):
+        if self.missing:
+            return self.missing
         try:
             self.runtime.binaries(self.network)
         except CapabilityMissing as exc:

@@ -227,7 +227,9 @@ def fetch(build: Build, refresh: bool = False, preexec=None) -> Fetched:
             return have
         update(build, refresh=refresh, preexec=preexec)
         version = candidate(build, preexec)
-        with tempfile.TemporaryDirectory(dir=cache_dir(), prefix=f".fetch-{build.id}-") as scratch:
+        # Unpacked beside the cache and renamed into place: a fetch cut short leaves no half build.
+        scratch = tempfile.mkdtemp(dir=cache_dir(), prefix=f".fetch-{build.id}-")
+        try:
             _run_apt(["apt-get", *_apt_options(build.release), "download", f"{build.package}={version}"],
                      f"apt-get download {build.package}={version}", build, preexec, cwd=scratch)
             debs = glob.glob(os.path.join(scratch, "*.deb"))
@@ -257,5 +259,7 @@ def fetch(build: Build, refresh: bool = False, preexec=None) -> Fetched:
             os.remove(deb)
             shutil.rmtree(target, ignore_errors=True)
             os.rename(scratch, target)
-            os.makedirs(scratch)  # for TemporaryDirectory's cleanup
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
         return record

@@ -25,11 +25,12 @@ import tarfile
 import time
 import tomllib
 
+from harness import paths
 from harness.errors import VmError
 
 BOX_NAME = "netconform/debian12"
 SUITE, MIRROR = "bookworm", "http://deb.debian.org/debian"
-CACHE = os.environ.get("NETCONFORM_CACHE", "/var/cache/netconform")
+CACHE = paths.cache_dir()  # $NETCONFORM_CACHE, else /var/cache/netconform (the box builder runs as root)
 DISK_SIZE = "6G"  # sparse: the qcow2 holds what is used
 BUILD_SPACE = 4 * 2**30  # rootfs, raw image and qcow2 at once
 # Boot and login, then what `make setup` installs (APT_PACKAGES in the Makefile; graphviz

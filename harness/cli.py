@@ -87,15 +87,15 @@ def _lab_up(args) -> str:
 
 
 def _report(args) -> str:
-    from harness.evidence.matrix import matrix, matrix_text, render_html
+    from harness.evidence.matrix import matrices_text, render_html
     if not os.path.isdir(args.results):
         raise LabError(f"{args.results}: no Allure results (run pytest with --alluredir {args.results})")
-    table = matrix(args.results)
+    table = matrices_text(args.results)
     try:
         index = render_html(args.results, args.html, args.tools)
     except (FileNotFoundError, RuntimeError) as exc:
         raise LabError(str(exc)) from None
-    return f"{matrix_text(table)}\n\nHTML report: {index}\n"
+    return f"{table}\n\nHTML report: {index}\n"
 
 
 

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from harness.evidence import matrix
 from harness.impl import catalogue, expectations
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,6 +86,32 @@ def test_expectations_file_makes_the_users_deviation_a_known_deviation(tmp_path)
            "known deviation of gc-demo (as --expectations says): its ADD without CNI_CONTAINERID succeeds; " \
            "spec-v1.1.0 Error SHOULD" in done.stdout, done.stdout[-3000:]
     assert "as --expectations says: 1 test(s) met a known deviation (1 plugin deviation(s))" in done.stdout
+
+
+def test_in_allure_and_the_matrix_a_known_deviation_is_its_own_outcome(tmp_path):
+    """Allure's fifth status, "unknown" (known), labelled and categorised; the matrix's deviation column,
+    per area and per implementation. Its twin: the test that passes in the same run stays passed."""
+    results = tmp_path / "allure"
+    done = spec_suite(tmp_path, "-k", "(error_objects or version_answers) and 1.1.0", "--expectations",
+                      write(tmp_path, json.dumps({"deviations": [ENTRY]})), f"--alluredir={results}")
+    assert done.returncode == 0 and "1 passed" in done.stdout and "1 known deviation" in done.stdout, done.stdout[-3000:]
+    written = {}
+    for path in results.glob("*-result.json"):
+        result = json.loads(path.read_text())
+        written[result["fullName"].split("#")[-1]] = result
+    deviation = written["test_error_objects_carry_the_cni_version"]
+    passed = written["test_version_answers_the_supported_versions"]
+    assert deviation["status"] == "unknown" and deviation["statusDetails"]["known"] is True, deviation
+    assert {"name": "known deviation", "value": "as --expectations says"} in deviation["labels"], deviation["labels"]
+    assert passed["status"] == "passed" and "known" not in passed.get("statusDetails", {}), passed
+    categories = json.loads((results / "categories.json").read_text())
+    assert any(c["name"] == "known deviation" and c["matchedStatuses"] == ["unknown"] for c in categories)
+    by_area, by_impl = matrix.matrix(str(results)), matrix.matrix(str(results), "implementation")
+    assert by_area["CNI spec"]["deviation"] == 1 and by_area["CNI spec"]["passed"] == 1, by_area
+    assert by_area["CNI spec"]["skipped"] == 0 and by_area["CNI spec"]["unknown"] == 0, by_area
+    assert sum(row["deviation"] for row in by_impl.values()) == 1, by_impl
+    text = matrix.matrices_text(str(results))
+    assert "deviation" in text.splitlines()[0] and "implementation" in text, text
 
 
 def test_a_listed_deviation_that_no_longer_happens_fails(tmp_path):

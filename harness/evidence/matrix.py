@@ -12,28 +12,45 @@ import shutil
 import subprocess
 from collections import Counter, defaultdict
 
-STATUSES = ("passed", "failed", "broken", "skipped")
+STATUSES = ("passed", "failed", "broken", "skipped", "deviation")
+KNOWN_DEVIATION = "known deviation"  # the label of a result that met a known deviation (fixtures/report.py)
 
 
-def matrix(results_dir: str) -> dict[str, Counter]:
+def outcome(result: dict) -> str:
+    """A result's column: its Allure status, or ``deviation`` for a known deviation (written with
+    Allure's status "unknown" and the ``known deviation`` label, never as skipped)."""
+    if any(label["name"] == KNOWN_DEVIATION for label in result.get("labels", [])):
+        return "deviation"
+    return result.get("status", "unknown")
+
+
+def matrix(results_dir: str, by: str = "epic") -> dict[str, Counter]:
+    """Outcome counts per row: per area (the ``epic`` label) or per ``implementation``."""
     table: dict[str, Counter] = defaultdict(Counter)
     for path in glob.glob(os.path.join(results_dir, "*-result.json")):
         with open(path, encoding="utf-8") as handle:
             result = json.load(handle)
-        epic = next((label["value"] for label in result.get("labels", []) if label["name"] == "epic"), "other")
-        table[epic][result.get("status", "unknown")] += 1
+        fallback = "other" if by == "epic" else "reference labs"
+        row = next((label["value"] for label in result.get("labels", []) if label["name"] == by), fallback)
+        table[row][outcome(result)] += 1
     return dict(sorted(table.items()))
 
 
-def matrix_text(table: dict[str, Counter]) -> str:
-    width = max([len("area")] + [len(area) for area in table])
-    lines = [f"{'area':<{width}}  " + "  ".join(f"{s:>7}" for s in STATUSES)]
+def matrix_text(table: dict[str, Counter], heading: str = "area") -> str:
+    width = max([len(heading)] + [len(row) for row in table])
+    lines = [f"{heading:<{width}}  " + "  ".join(f"{s:>9}" for s in STATUSES)]
     totals: Counter = Counter()
-    for area, counts in table.items():
+    for row, counts in table.items():
         totals.update(counts)
-        lines.append(f"{area:<{width}}  " + "  ".join(f"{counts.get(s, 0):>7}" for s in STATUSES))
-    lines.append(f"{'total':<{width}}  " + "  ".join(f"{totals.get(s, 0):>7}" for s in STATUSES))
+        lines.append(f"{row:<{width}}  " + "  ".join(f"{counts.get(s, 0):>9}" for s in STATUSES))
+    lines.append(f"{'total':<{width}}  " + "  ".join(f"{totals.get(s, 0):>9}" for s in STATUSES))
     return "\n".join(lines)
+
+
+def matrices_text(results_dir: str) -> str:
+    """The terminal view: area x outcome, then implementation x outcome."""
+    return "\n\n".join([matrix_text(matrix(results_dir), "area"),
+                        matrix_text(matrix(results_dir, "implementation"), "implementation")])
 
 
 def allure_cli(tools_dir: str) -> str | None:

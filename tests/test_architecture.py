@@ -22,7 +22,7 @@ MAY_IMPORT = {
     "cni": {"kernel", "lab", "backends"},  # its backends subclass harness.backends.base
     "vm": {"kernel"},
     "backends": {"kernel", "lab", "probe"},  # never cni: the CNI backends come in as entry points
-    "bench": {"kernel", "lab", "probe", "evidence", "cni", "backends", "emulate"},
+    "bench": {"kernel", "lab", "probe", "evidence", "cni", "backends", "emulate", "impl"},  # impl: times each build
 }
 
 

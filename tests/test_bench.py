@@ -112,3 +112,20 @@ def test_bars_fail_when_a_figure_misses_them():
     assert verdicts == {"001-vbridge.ratio_build": True, "probe.arp_ms": True, "probe.icmp_ms": True,
                         "probe.expect_none_ms": True, "scale.1000_pods_build_s": False,
                         "scale.per_pod_growth": False, "cni_add.overhead": False}
+
+
+def test_each_implementations_cni_suites_get_a_bar_and_a_line():
+    """make bench times suites/cni -n 2 per catalogue build: over 30 s fails its bar; a build that cannot
+    run here gets its one line and no bar."""
+    from harness.bench.report import bars, implementation_lines
+
+    results = {"lab": "001-vbridge", "001-vbridge": {"ratio_build": 6.0},
+               "probe": {"arp_ms": 0.1, "icmp_ms": 0.1, "expect_none_ms": 41.0},
+               "implementations": {"installed": {"seconds": 21.0, "exit": 0, "summary": "355 passed in 20.1s"},
+                                   "cni-plugins@1.9.1": {"seconds": 31.5, "exit": 0, "summary": "488 passed"},
+                                   "netavark@1.17.2": {"skipped": "needs glibc >= 2.39"}}}
+    verdicts = {name: bar["pass"] for name, bar in bars(results).items() if name.startswith("cni.")}
+    assert verdicts == {"cni.installed": True, "cni.cni-plugins@1.9.1": False}, verdicts
+    text = "\n".join(implementation_lines(results["implementations"]))
+    assert "cni-plugins@1.9.1         31.5 s  488 passed" in text, text
+    assert "netavark@1.17.2         skipped: needs glibc >= 2.39" in text, text

@@ -41,6 +41,9 @@ def bars(results: dict) -> dict:
         out["suites.speedup_n2"] = bar(suites["speedup"], PARALLEL_SPEEDUP, at_least=True)
         for name, entry in suites["per_file_n2"].items():
             out[f"suite.{name.removeprefix('suites/')}"] = bar(entry["seconds"], SUITE_SECONDS)
+    for name, entry in (results.get("implementations") or {}).items():
+        if "seconds" in entry:
+            out[f"cni.{name}"] = bar(entry["seconds"], SUITE_SECONDS)
     return out
 
 
@@ -116,12 +119,23 @@ def table(report: dict) -> str:
                                                             f"  (pytest exit {entry['exit']})")
                 for name, entry in suites["per_file_n2"].items()]
         out.append("")
+    out += implementation_lines(r.get("implementations") or {})
     out.append("bars")
     for name, b in report["bars"].items():
         out.append(f"  {'PASS' if b['pass'] else 'FAIL'}  {name:<28}{b['value']:>10.3f} {b['op']} {b['bar']:g}")
         if not b["pass"]:
             out += [f"        {line}" for line in why(name, r)]
     return "\n".join(out)
+
+
+def implementation_lines(implementations: dict) -> list[str]:
+    """The CNI suites' wall time per implementation, with pytest's summary; a build that cannot run here, why."""
+    if not implementations:
+        return []
+    return (["CNI suites (suites/cni -n 2) per implementation:"]
+            + [f"  {name:<22}" + (f"{entry['seconds']:>8.1f} s  {entry['summary']}" if "seconds" in entry
+                                  else f"  skipped: {entry['skipped']}") for name, entry in implementations.items()]
+            + [""])
 
 
 def why(name: str, results: dict) -> list[str]:

@@ -11,7 +11,8 @@
 2. Probe round trips in a harness-built 001-vbridge: ARP who-has/is-at, ICMP echo,
    and one ``expect_none`` quiet window.
 3. Scale (one bridge, 10/100/1000 pods) and a CNI ADD's cost (harness.bench.scale).
-4. The suites' wall time (harness.bench.suitetimes).
+4. The suites' wall time (harness.bench.suitetimes), and the CNI suites' against each
+   implementation of the catalogue (harness/impl) that runs here.
 
 Medians go to stdout as a table and to reports/bench.json; the exit status is 1 when
 a bar is missed, so CI can gate on it (2 when a lab cannot be built or does not work).
@@ -36,7 +37,7 @@ from harness.errors import NetconformError
 from harness.kernel.netnsgc import cleanup_barrier
 from harness.bench.report import bars, table
 from harness.bench.scale import bench_cni_add, bench_scale
-from harness.bench.suitetimes import bench_suites
+from harness.bench.suitetimes import bench_implementations, bench_suites
 
 LAB = "001-vbridge"
 SEED = "001_bac7d6736c56b111"  # 使用veth和bridge搭建容器网络, section 实践
@@ -241,6 +242,19 @@ def bench_probe(iterations: int, windows: int) -> dict:
             "arp_iterations": iterations, "expect_none_iterations": windows}
 
 
+def fetch_builds() -> dict:
+    """Every catalogue build, fetched (into the cache, once) while the machine's network is still
+    ours: build id -> Fetched, or the one line saying why it cannot be had."""
+    from harness.impl import catalogue, fetch
+    builds = {}
+    for build in catalogue.load().values():
+        try:
+            builds[build.id] = fetch.fetch(build)
+        except NetconformError as exc:
+            builds[build.id] = str(exc)
+    return builds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=30, help="timed builds per method (default 30)")
@@ -254,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-labs", action="store_true", help="only 001-vbridge, not every document lab")
     parser.add_argument("--labs", default=None, metavar="LAB,LAB", help="only these other document labs")
     parser.add_argument("--no-suites", action="store_true", help="skip timing the suites (minutes)")
+    parser.add_argument("--no-implementations", action="store_true",
+                        help="skip timing the CNI suites against each catalogue build (minutes)")
     parser.add_argument("--no-scale", action="store_true", help="skip the 10/100/1000-pod bridge and CNI ADD cost")
     parser.add_argument("--scale-sizes", default="10,100,1000", help="pods on the bridge (default 10,100,1000)")
     parser.add_argument("--json", default=os.path.join("reports", "bench.json"),
@@ -261,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if min(args.iterations, args.arp_iterations, args.window_iterations) < 1 or args.warmup < 0:
         parser.error("iteration counts must be positive")
+    builds = {} if args.no_suites or args.no_implementations else fetch_builds()
     try:
         # First, before anything could start a thread: a user namespace refuses threaded processes.
         state = sandbox.enter()
@@ -275,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
             results["cni_add"] = bench_cni_add()
         if not args.no_suites:
             results["suites"] = bench_suites(paths.require_checkout("the suites' bench"))
+        if builds:
+            results["implementations"] = bench_implementations(paths.require_checkout("the suites' bench"), builds)
     except (BenchError, NetconformError, docshell.ScriptError) as exc:  # exit 1 is kept for a missed bar
         print(f"bench: {exc}", file=sys.stderr)
         return 2

@@ -59,6 +59,14 @@ def test_every_known_type_cites_its_documentation_and_defaults_every_key():
         assert all("default" in key and key.get("means") for key in entry["keys"].values()), name
 
 
+@pytest.mark.parametrize("isolate,isolated", [("true", True), ("strict", True), ("false", False), (None, False)])
+def test_a_keys_documented_values_decide_its_promise(isolate, isolated):
+    """netavark's options.isolate: true, or strict (1.14), isolates; false or absent (its default) does not."""
+    options = {} if isolate is None else {"isolate": isolate}
+    data = {"cniVersion": "1.0.0", "name": "dev", "plugins": [{"type": "netavark", "options": options}]}
+    assert expect.isolated(network(data)) is isolated
+
+
 def test_an_unknown_type_answers_nothing_but_its_one_line():
     unknown = network(MYBRIDGE)
     for question in (expect.gateway_owner, expect.masquerades, expect.pods_reach_each_other, expect.kept):
@@ -94,6 +102,11 @@ def test_flannel_is_judged_as_the_bridge_it_delegates_to():
     assert [str(net) for net, _ in expect.subnets(flannel)] == ["10.244.1.0/24"]
     assert expect.gateway_owner(flannel) == "host" and expect.default_route(flannel) and expect.masquerades(flannel)
     assert expect.hairpin_port_mapping(flannel) and r"link cni0 bridge" in expect.kept(flannel)
+    mine = network(dict(FLANNEL, plugins=[{"type": "flannel", "delegate": {"type": "mybridge"}}]))
+    with pytest.raises(expect.UnknownSemantics, match="'mybridge' are unknown"):
+        expect.gateway_owner(mine)  # the delegate's own type decides
+    mine.semantics["mybridge"] = "bridge"  # flannel sets isGateway only for a delegate typed "bridge"
+    assert expect.gateway_owner(mine) is None and expect.masquerades(mine)
     # The twin: a delegate that says otherwise wins over flannel's defaults.
     own = network(dict(FLANNEL, plugins=[{"type": "flannel", "delegate": {"ipMasq": False, "isGateway": False}}]))
     assert not expect.masquerades(own) and expect.gateway_owner(own) is None and not expect.default_route(own)

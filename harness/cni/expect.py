@@ -104,7 +104,7 @@ def _value(config: dict, entry: dict, key: str):
         if not isinstance(value, dict) or part not in value:
             return entry["keys"][key]["default"]
         value = value[part]
-    return _true(value) if isinstance(entry["keys"][key]["default"], bool) else value
+    return value
 
 
 def _matches(value, expected) -> bool:
@@ -121,7 +121,8 @@ def _answer(config: dict, entry: dict, spec):
         return next(rule["is"] for rule in spec
                     if all(_matches(_value(config, entry, key), want) for key, want in (rule.get("when") or {}).items()))
     if isinstance(spec, dict) and "key" in spec:
-        return _value(config, entry, spec["key"])
+        value = _value(config, entry, spec["key"])
+        return _true(value) if isinstance(entry["keys"][spec["key"]]["default"], bool) else value
     if isinstance(spec, dict) and "unknown" in spec:
         values = {key: _value(config, entry, key) for key in entry["keys"] if "." not in key}
         raise UnknownSemantics(spec["unknown"].format(**values))

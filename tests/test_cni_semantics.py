@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -54,9 +55,19 @@ def test_every_known_type_cites_its_documentation_and_defaults_every_key():
     data = expect._data()
     assert expect.known_types() == sorted(["bridge", "ptp", "macvlan", "ipvlan", "host-device", "vlan", "flannel",
                                            "tuning", "bandwidth", "portmap", "firewall", "netavark"])
+    interface = {"bridge", "gateway", "default_route", "masquerade", "uplink_attached", "pods_reach_each_other",
+                 "pod_to_pod_hops", "isolated"}
     for name, entry in data["types"].items():
         assert "cni.dev" in entry["doc"] or "containers/netavark" in entry["doc"], name
         assert all("default" in key and key.get("means") for key in entry["keys"].values()), name
+        promises = entry.get("promises") or {}
+        assert not promises.keys() - interface - {"port_mappings"}, name
+        assert interface <= promises.keys() or not promises.keys() & interface, f"{name}: an interface answers all"
+        read = json.dumps(promises)  # every key a promise reads is documented, with its default
+        assert all(key in entry["keys"] for key in re.findall(r'"key": "([\w.]+)"', read)), name
+        for rules in (v for v in [*promises.values(), *(promises.get("port_mappings") or {}).values()]
+                      if isinstance(v, list)):
+            assert "when" not in rules[-1] and all(k in entry["keys"] for r in rules for k in r.get("when", {})), name
 
 
 @pytest.mark.parametrize("isolate,isolated", [("true", True), ("strict", True), ("false", False), (None, False)])

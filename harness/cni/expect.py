@@ -134,7 +134,7 @@ def _promise(network: NetworkConfig, question: str):
     return _answer(main, entry, entry["promises"][question])
 
 
-def _environment(network: NetworkConfig, plugin: dict, entry: dict) -> tuple[str, dict]:
+def _environment(plugin: dict, entry: dict) -> tuple[str, dict]:
     """(the file another component writes for ``plugin``, the values the harness writes there)."""
     env = entry["environment"]
     return _value(plugin, entry, env["key"]), env["values"]
@@ -143,7 +143,7 @@ def _environment(network: NetworkConfig, plugin: dict, entry: dict) -> tuple[str
 def _delegated(network: NetworkConfig, plugin: dict, entry: dict) -> dict:
     """The delegate's configuration as the meta plugin builds it (flannel_linux.go doCmdAdd, getDelegateIPAM)."""
     rules = entry["delegate"]
-    _, env = _environment(network, plugin, entry)
+    _, env = _environment(plugin, entry)
 
     def filled(value):
         name = str(value).lstrip("!")
@@ -177,7 +177,7 @@ def provided_files(network: NetworkConfig) -> dict[str, str]:
         except UnknownSemantics:
             continue
         if "environment" in entry:
-            path, values = _environment(network, plugin, entry)
+            path, values = _environment(plugin, entry)
             files[path] = "".join(f"{name}={str(value).lower() if isinstance(value, bool) else value}\n"
                                   for name, value in values.items())
     return files

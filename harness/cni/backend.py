@@ -5,9 +5,13 @@ The base classes (Backend, NetworkBackend, Attachment) are in harness.backends.b
 """
 from __future__ import annotations
 
+import os
+
 from harness.backends.base import Attachment, Backend, NetworkBackend
 from harness.backends.registry import Registry, installed
 from harness.errors import CapabilityMissing
+from harness.kernel import sandbox
+from . import expect
 from .conf import NetworkConfig, parse, read
 from .runtime import CniError, Runtime
 
@@ -22,6 +26,23 @@ KUBE_PROXY_NAT = {"KUBE-MARK-MASQ": [
     ["-A", "KUBE-POSTROUTING", "-m", "mark", "!", "--mark", "0x4000/0x4000", "-j", "RETURN"],
     ["-A", "KUBE-POSTROUTING", "-j", "MARK", "--set-xmark", "0x4000/0x0"],
     ["-A", "KUBE-POSTROUTING", "-j", "MASQUERADE"]]}
+
+
+PROVIDED_UNDER = "/run"  # the sandbox's private tmpfs: where the harness writes what another component would
+
+
+def provide_file(path: str, content: str) -> str | None:
+    """Write ``path`` as the component that owns it would (flanneld's subnet.env), inside the sandbox's
+    private /run only; else one line naming what is missing."""
+    state = sandbox.info()
+    if os.path.commonpath([PROVIDED_UNDER, os.path.abspath(path)]) != PROVIDED_UNDER or state is None \
+            or state.mode == "none":
+        return (f"the chain reads {path}, which another component (flanneld) writes: the harness provides it "
+                f"only under its sandbox's private {PROVIDED_UNDER}")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(content)
+    return None
 
 
 class CniBackend(NetworkBackend):
@@ -41,6 +62,10 @@ class CniBackend(NetworkBackend):
         """What the configuration expects of the host that another component makes: made here as
         that component would (kube-proxy's KUBE-MARK-MASQ), before anything is measured; else one
         line naming what is missing."""
+        for path, content in expect.provided_files(self.network).items():
+            missing = provide_file(path, content)
+            if missing:
+                return f"{self.network.source}: {missing}"
         for plugin in self.network.plugins:
             chain = plugin.get("externalSetMarkChain")
             if not chain or self.live.run("host", ["iptables", "-t", "nat", "-S", chain]).returncode == 0:

@@ -21,6 +21,8 @@ class NetworkConfig:
     source: str
     disable_check: bool = False
     raw: dict = field(default_factory=dict)
+    # plugin type -> the known type whose config semantics it has (--cni-semantics; harness.cni.expect)
+    semantics: dict = field(default_factory=dict)
 
     @property
     def types(self) -> list[str]:

@@ -285,62 +285,54 @@ def snapshot(live, node, state_dir=None) -> set[str]:
     return seen
 
 
-def kept(network) -> list[str]:
-    """What the implementations keep, legitimately, after the last DEL: shared, no pod's."""
-    bridge, types = expect.bridge_name(network), set(network.types)
-    patterns = [r"file var-lib-cni/networks/[^/]+/(lock|last_reserved_ip\.\d+)",  # host-local's bookkeeping
-                r"file netavark/.*\.json",  # the backend's record of what it gave netavark
-                r"ip6?tables \w+ :(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) ACCEPT"]  # a table, once used
-    if "bridge" in types:  # the bridge plugin keeps its bridge, the gateway address on it, its subnet route
-        patterns += [rf"link {bridge} bridge", rf"addr \S+ dev {bridge}",
-                     rf"route \S+ table 254( metric \d+)? dev {bridge} proto kernel"]
-    if "portmap" in types:  # portmap's shared chains and the hooks into them
-        patterns += [r"iptables nat :CNI-HOSTPORT-(DNAT|SETMARK|MASQ) -",
-                     r"iptables nat -A (PREROUTING|OUTPUT|POSTROUTING) .*-j CNI-HOSTPORT-(DNAT|MASQ)",
-                     r"iptables nat -A CNI-HOSTPORT-(SETMARK|MASQ) .*"]
-    if "firewall" in types:  # the firewall plugin's shared chains
-        patterns += [r"iptables filter :CNI-(FORWARD|ADMIN) -", r"iptables filter -A FORWARD .*-j CNI-FORWARD",
-                     r"iptables filter -A CNI-FORWARD .*-j CNI-ADMIN"]
-    if "netavark" in types:  # netavark's shared chains (the network's own go with its last container)
-        patterns += [r"iptables filter :NETAVARK_\w+ -", r"iptables filter -A FORWARD .*-j NETAVARK_\w+",
-                     r"iptables nat :NETAVARK-HOSTPORT-\w+ -",
-                     r"iptables nat -A (PREROUTING|OUTPUT|POSTROUTING) .*-j NETAVARK-HOSTPORT-\w+",
-                     r"iptables nat -A NETAVARK-HOSTPORT-(SETMARK|MASQ) .*",
-                     # netavark 1.4 removes the network's DN chain only if the last container to leave had
-                     # port mappings (iptables.rs teardown_port_forward: complete_teardown && chain.create):
-                     # here pod2, which has none, leaves last and the emptied chain stays. Its rules go.
-                     r"iptables nat :NETAVARK-DN-[0-9A-F]+ -"]
-    return patterns
-
-
 def mapping_args(network) -> dict:
-    return {"portMappings": PORT_MAPPINGS} if expect.port_mapping_capable(network) else {}
+    """The port mappings the runtime passes (SPEC.md: to a chain that declares the capability)."""
+    return {"portMappings": PORT_MAPPINGS} if expect.declares(network, "portMappings") else {}
 
 
 def is_kept(entry, network) -> bool:
-    return any(re.fullmatch(pattern, entry) for pattern in kept(network))
+    return any(re.fullmatch(pattern, entry) for pattern in expect.kept(network))
+
+
+def of_the_pods(entries, pods) -> list[str]:
+    """The entries that name one of the pods: its container id or its address."""
+    return [entry for entry in entries for pod in pods
+            if pod.container_id in entry or re.search(rf"\b{re.escape(ip_of(pod))}\b", entry)]
 
 
 def test_the_snapshot_sees_what_add_creates(net, add_pod):
     before = snapshot(net.live, "host", net.state_dir)
     pods = [attach(net, add_pod, "pod1", **mapping_args(net.network)), attach(net, add_pod, "pod2")]
     added = snapshot(net.live, "host", net.state_dir) - before
-    assert [e for e in added if not is_kept(e, net.network)], f"the host gained nothing DEL must remove: {added}"
+    assert of_the_pods(added, pods), f"the host gained nothing that names the pods: {added}"
     for pod in pods:
         assert f"addr {pod.addresses()[0]} dev {pod.ifname}" in snapshot(net.live, pod.pod), pod.result
 
 
 def test_del_leaves_nothing_of_the_pods_behind(net, add_pod):
+    """SPEC.md, DEL: the runtime's "delete a container from a network" undoes what ADD did for it."""
     host_before = snapshot(net.live, "host", net.state_dir)
     pods_before = {name: snapshot(net.live, add_pod(name)) for name in ("pod1", "pod2")}
     pods = [net.attach("pod1", **mapping_args(net.network)), net.attach("pod2")]
     for pod in pods:
         net.detach(pod.pod)
-    left = snapshot(net.live, "host", net.state_dir) - host_before
-    theirs = [entry for entry in left for pod in pods
-              if pod.container_id in entry or re.search(rf"\b{re.escape(ip_of(pod))}\b", entry)]
+    theirs = of_the_pods(snapshot(net.live, "host", net.state_dir) - host_before, pods)
     assert not theirs, f"after DEL the host still has the pods' {theirs}"
-    unexpected = sorted(e for e in left if not is_kept(e, net.network))
-    assert not unexpected, f"after DEL the host kept more than the shared state {kept(net.network)}: {unexpected}"
     for name, before in pods_before.items():
         assert snapshot(net.live, name) == before, f"{name} still has {snapshot(net.live, name) - before}"
+
+
+@pytest.mark.promises(lambda network: expect.kept(network) is not None, "the chain keeps no state the harness knows of")
+def test_after_the_last_del_the_host_keeps_only_the_shared_state(net, add_pod):
+    """What each type keeps after its last pod leaves (a bridge, shared chains) is its semantics'
+    ``kept`` (harness/cni/semantics.yaml); anything else ADD made must go."""
+    host_before = snapshot(net.live, "host", net.state_dir)
+    pods = [attach(net, add_pod, "pod1", **mapping_args(net.network)), attach(net, add_pod, "pod2")]
+    added = snapshot(net.live, "host", net.state_dir) - host_before
+    assert [e for e in added if not is_kept(e, net.network)], f"the host gained nothing DEL must remove: {added}"
+    for pod in pods:
+        net.detach(pod.pod)
+    left = snapshot(net.live, "host", net.state_dir) - host_before
+    unexpected = sorted(e for e in left if not is_kept(e, net.network))
+    assert not unexpected, \
+        f"after DEL the host kept more than the shared state {expect.kept(net.network)}: {unexpected}"

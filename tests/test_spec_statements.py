@@ -52,6 +52,9 @@ def test_a_sentence_is_split_and_levelled_as_rfc_2119_says():
                      ("Section 2 > Errors", "`ifname`: it may be long", "MAY"),
                      ("Section 2 > Errors", "The error message must contain the names.", "MUST")], found
     assert extract.level_of("no key word here") is None
+    assert extract.level_of("a daemon required for connectivity") is None  # describes, does not require
+    assert extract.level_of("should be provided, even if not strictly required.") == "SHOULD"
+    assert extract.level_of("Required environment parameters:") == "MUST"
 
 
 def test_every_statement_is_covered_untestable_or_pending():

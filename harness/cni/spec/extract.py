@@ -31,7 +31,8 @@ PREFIX = {"SPEC.md": "SPEC", "CONVENTIONS.md": "CONV"}
 # RFC 2119's key words, strongest first; a sentence's level is the first that matches.
 LEVELS = (
     ("MUST NOT", r"\bmust not\b|\bshall not\b"),
-    ("MUST", r"\bmust\b|\bshall\b|\brequired\b"),
+    # "required" describing, not requiring ("a daemon required for connectivity", "not strictly required") is no key word
+    ("MUST", r"\bmust\b|\bshall\b|(?<!strictly )\brequired\b(?! for\b)"),
     ("SHOULD NOT", r"\bshould not\b"),
     ("SHOULD", r"\bshould\b|\brecommended\b"),
     ("MAY", r"\bmay\b"),

@@ -21,6 +21,7 @@ from harness.cni import spec
 from harness.cni.spec import coverage, extract
 from harness.errors import NetconformError
 from harness.evidence import matrix
+from test_expectations import spec_suite  # the spec suite on gc-demo, its conflist and paths
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIRROR = os.environ.get("NETCONFORM_CNI_MIRROR", "/work/.mirror/containernetworking+cni/repo")
@@ -109,17 +110,6 @@ def test_an_unknown_id_in_a_marker_stops_the_run_in_one_line(tmp_path):
     assert done.returncode == 4 and errors == ["ERROR: test_mine.py::test_x: pytest.mark.spec: unknown CNI spec "
                                                "statement 'SPEC-999' (harness/cni/spec/statements.yaml holds "
                                                "SPEC-001..CONV-021)"], done.stdout + done.stderr
-
-
-def spec_suite(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    conflist = tmp_path / "gc-demo.conflist"
-    conflist.write_text(json.dumps({"cniVersion": "1.1.0", "name": "netconform-gc-demo",
-                                    "plugins": [{"type": "gc-demo"}]}))
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA",
-                           "suites/cni/test_spec.py", "--cni-conf", str(conflist), "--cni-path", "tests/cni_plugins",
-                           "--basetemp", str(tmp_path / "run"), *args],
-                          cwd=PROJECT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
-                          env=dict(os.environ, COLUMNS="300"))
 
 
 def test_a_failed_should_is_a_deviation_in_the_terminal_junit_allure_and_the_matrix(tmp_path):

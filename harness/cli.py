@@ -14,6 +14,8 @@
     python -m harness vm run NAME [--keep-vm] -- ARGS  run pytest ARGS in VM NAME; results in reports/vm/NAME
     python -m harness impl list                     the implementations' builds (Debian releases) and their state
     python -m harness impl fetch NAME@VERSION       fetch one into the cache (private apt state; nothing installed)
+    python -m harness spec coverage                 every normative statement of the CNI spec and the tests
+                                                    that check it (or why none can, or the item that will)
     python -m harness bench [ARGS]                  the speed benchmark (python -m harness.bench)
     python -m harness soak [ARGS]                   the suites N times under load (python -m harness.bench.soak)
 
@@ -175,6 +177,11 @@ def _impl_fetch(args) -> str:
     return f"{build.id}: {have.package} {have.version} from Debian {have.release}: {where}\n"
 
 
+def _spec_coverage(args) -> str:
+    from harness.cni.spec import coverage
+    return coverage.text(coverage.rows())
+
+
 def _passed_on(module: str):
     """A command that is its own program (bench, soak): the rest of the line is its arguments."""
     def run(args) -> str:
@@ -230,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument("build", metavar="NAME@VERSION")
     fetch.add_argument("--refresh", action="store_true", help="read the release's package lists and fetch again")
     fetch.set_defaults(run=_impl_fetch)
+    spec = commands.add_parser("spec", help="the CNI spec's normative statements").add_subparsers(
+        dest="action", required=True)
+    spec.add_parser("coverage", help="every statement with the tests that check it, or why none can, or the "
+                    "issue-13 item that will; a summary per level").set_defaults(run=_spec_coverage)
     for name, module, text in (("bench", "harness.bench.run", "the speed benchmark (make bench); --help for its options"),
                                ("soak", "harness.bench.soak", "the suites N times under full CPU load (make soak)")):
         sub = commands.add_parser(name, help=text, add_help=False)

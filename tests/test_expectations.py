@@ -72,7 +72,9 @@ def spec_suite(tmp_path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_without_expectations_the_users_deviation_fails(tmp_path):
-    done = spec_suite(tmp_path, "-k", "error_objects and 1.1.0")
+    # --strict: the missing cniVersion breaks a SHOULD (SPEC-123), a deviation at SHOULD level without it
+    # (tests/test_spec_statements.py); here it must not pass as a known deviation.
+    done = spec_suite(tmp_path, "-k", "error_objects and 1.1.0", "--strict")
     assert done.returncode == 1 and "1 failed" in done.stdout, done.stdout[-3000:]
 
 
@@ -127,7 +129,7 @@ def test_a_listed_deviation_that_no_longer_happens_fails(tmp_path):
 def test_a_deviation_with_another_failure_still_fails(tmp_path):
     """A listed signature forgives only itself: any other claim of the same test fails as before."""
     other = dict(ENTRY, signature="something gc-demo does not print")
-    done = spec_suite(tmp_path, "-k", "error_objects and 1.1.0", "--expectations",
+    done = spec_suite(tmp_path, "-k", "error_objects and 1.1.0", "--strict", "--expectations",  # SHOULD: as above
                       write(tmp_path, json.dumps({"deviations": [other]})))
     assert done.returncode == 1 and "1 failed" in done.stdout, done.stdout[-3000:]
 

@@ -65,7 +65,9 @@ def test_the_wheel_holds_every_room_and_its_data(installed):
                  "print(harness.__file__)"], cwd=elsewhere).stdout.strip()
     assert where.startswith(site), f"harness imported from {where}, not from the installed wheel in {site}"
     for relative in ("harness/lab/data/001-vbridge.yaml", "harness/lab/data/shell/001-vbridge.sh",
-                     "harness/vm/boxes.json", "harness/cni/profiles/bridge-portmap.conflist", "harness/cni/semantics.yaml", "harness/impl/catalogue.yaml", "harness/impl/expectations/cni-plugins@1.1.1.yaml",
+                     "harness/vm/boxes.json", "harness/cni/profiles/bridge-portmap.conflist", "harness/cni/semantics.yaml",
+                     "harness/impl/catalogue.yaml", "harness/impl/expectations/cni-plugins@1.1.1.yaml",
+                     "harness/cni/spec/statements.yaml",
                      "harness/kernel/sandbox.py", "harness/probe/engine.py", "harness/evidence/dump.py",
                      "harness/bench/run.py", "harness/vm/driver.py", "pytest_netconform/plugin.py",
                      "netconform_suites/test_veth.py", "netconform_suites/cni/test_spec.py"):
@@ -90,6 +92,9 @@ def test_the_command_line_works_from_the_wheel(installed, command):
     assert done.returncode == 2 and "runs from a netconform checkout" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "usage:" in run([*argv, "bench", "--help"], cwd=elsewhere).stdout
+    coverage = run([*argv, "spec", "coverage"], cwd=elsewhere).stdout  # the installed suites' markers
+    assert "netconform_suites" not in coverage and "cni/test_spec.py::test_version_answers" in coverage \
+        and " 0 uncovered (of " in coverage.splitlines()[-6], coverage[-2000:]
 
 
 def test_the_installed_suites_run_with_pyargs(installed):

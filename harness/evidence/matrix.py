@@ -14,12 +14,14 @@ from collections import Counter, defaultdict
 
 STATUSES = ("passed", "failed", "broken", "skipped", "deviation")
 KNOWN_DEVIATION = "known deviation"  # the label of a result that met a known deviation (fixtures/report.py)
+SHOULD_DEVIATION = "deviation at SHOULD level"  # the label of a failed SHOULD, SHOULD NOT or MAY (fixtures/spec.py)
+DEVIATIONS = (KNOWN_DEVIATION, SHOULD_DEVIATION)
 
 
 def outcome(result: dict) -> str:
-    """A result's column: its Allure status, or ``deviation`` for a known deviation (written with
-    Allure's status "unknown" and the ``known deviation`` label, never as skipped)."""
-    if any(label["name"] == KNOWN_DEVIATION for label in result.get("labels", [])):
+    """A result's column: its Allure status, or ``deviation`` for a known deviation or a deviation at
+    SHOULD level (written with Allure's status "unknown" and its label, never as skipped)."""
+    if any(label["name"] in DEVIATIONS for label in result.get("labels", [])):
         return "deviation"
     return result.get("status", "unknown")
 

@@ -271,7 +271,7 @@ def snapshot(live, node, state_dir=None) -> set[str]:
     for key, route in found["routes"].items():
         proto = "kernel" if route["proto"] == RTPROT_KERNEL else route["proto"]
         seen.add(f"route {key}" + (f" via {route['via']}" if route["via"] else "")
-                 + (f" dev {route['dev']}" if route["dev"] else "") + f" proto {proto}")
+                 + (f" dev {route['dev']}" if route["dev"] and " dev " not in key else "") + f" proto {proto}")
     seen |= {f"rule {key} table {rule['table']}" for key, rule in found["rules"].items()}
     for tool in ("iptables", "ip6tables"):
         table = None

@@ -447,9 +447,10 @@ def test_another_network_is_reached_only_when_routed_and_not_isolated(net, other
 # ---------------------------------------------------------------- DEL leaves nothing
 
 def snapshot(live, node, state_dir=None) -> set[str]:
-    """The node's links, addresses, routes, rules and iptables rules, IPv4 and IPv6, read over netlink
-    (harness.kernel.state), as one fact per line; and the state dir's files (the plugins' /var/lib/cni)."""
-    found = state.snapshot(live.fd(node), ("links", "addresses", "routes", "rules", "iptables", "ip6tables"),
+    """The node's links, addresses, routes, rules, iptables and ip6tables rules and the nftables tables
+    plugins make, IPv4 and IPv6, read over netlink (harness.kernel.state), as one fact per line; and the
+    state dir's files (the plugins' /var/lib/cni)."""
+    found = state.snapshot(live.fd(node), ("links", "addresses", "routes", "rules", "iptables", "ip6tables", "nft"),
                            families=(AF_INET, AF_INET6), ipr=live.ipr(node))
     seen = {f"link {name} {entry['kind']}" for name, entry in found["links"].items()}
     seen |= {f"addr {key}" for key in found["addresses"]}
@@ -465,9 +466,35 @@ def snapshot(live, node, state_dir=None) -> set[str]:
                 table = line[1:]
             else:
                 seen.add(f"{tool} {table} {line}")
+    seen |= nft_facts(found["nft"] or ())
     for root, _, files in os.walk(state_dir or "/nonexistent"):
         seen |= {f"file {os.path.relpath(os.path.join(root, f), state_dir)}" for f in files}
     return seen
+
+
+IPTABLES_NFT_TABLES = re.compile(r"(ip|ip6) (filter|nat|mangle|raw|security)")  # iptables-nft's: read as iptables
+
+
+def nft_facts(lines) -> set[str]:
+    """``nft list ruleset`` as facts ``nft FAMILY TABLE CHAIN LINE`` (a table, a chain and each rule or
+    declaration in it), for the tables a plugin's nftables backend makes (bridge and ptp's
+    ipMasqBackend, portmap's backend); the tables iptables-nft keeps are read with iptables-save."""
+    facts, table, chain = set(), None, None
+    for line in lines:
+        words = line.strip()
+        if words.startswith("table "):
+            table, chain = words[len("table "):].rstrip(" {"), None
+            if not IPTABLES_NFT_TABLES.fullmatch(table):
+                facts.add(f"nft {table}")
+        elif words.startswith("chain "):
+            chain = words[len("chain "):].rstrip(" {")
+            if table and not IPTABLES_NFT_TABLES.fullmatch(table):
+                facts.add(f"nft {table} {chain}")
+        elif words == "}":
+            chain = None
+        elif table and not IPTABLES_NFT_TABLES.fullmatch(table):
+            facts.add(f"nft {table} {chain or '-'} {words}")
+    return facts
 
 
 def kept(network) -> list[str]:

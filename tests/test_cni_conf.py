@@ -137,6 +137,29 @@ def test_a_derived_second_network_never_overlaps_the_first(data, moved):
     assert expect.overlaps(network, network) == [str(expect.subnets(network)[0][0])]
 
 
+DUAL = {"cniVersion": "1.0.0", "name": "dev-dual", "plugins": [
+    {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipam": {"type": "host-local", "ranges": [
+        [{"subnet": "10.88.0.0/16"}], [{"subnet": "2001:db8:88::/64"}]],
+        "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]}}]}
+
+
+def test_both_families_ranges_gateways_and_default_routes_are_read():
+    from harness.cni import expect
+    from harness.cni.conf import parse
+    network = parse(DUAL, DUAL["name"])
+    assert expect.families(network) == [4, 6]
+    assert [(str(n), str(g)) for n, g in expect.subnets(network, 6)] == [("2001:db8:88::/64", "2001:db8:88::1")]
+    assert [(str(n), str(g)) for n, g in expect.subnets(network)] == [("10.88.0.0/16", "10.88.0.1")]
+    assert expect.default_route(network, 4) and expect.default_route(network, 6)
+    # The twins: a v4-only configuration has no IPv6 range and no IPv6 default route.
+    v4_only = parse(PTP_OLD_FORM, PTP_OLD_FORM["name"])
+    assert expect.families(v4_only) == [4] and not expect.default_route(v4_only, 6)
+    sibling = expect.sibling(network)
+    assert [str(n) for n, _ in expect.subnets(sibling, None)] == ["10.89.0.0/16", "2001:db8:88:1::/64"]
+    assert expect.overlaps(network, sibling) == []
+    assert expect.overlaps(network, network) == ["10.88.0.0/16", "2001:db8:88::/64"]
+
+
 # ---------------------------------------------------------------- preconditions another component makes
 KUBENET = {"cniVersion": "1.0.0", "name": "dev-kubenet", "plugins": [
     {"type": "bridge", "bridge": "cbr0", "isGateway": True, "isDefaultGateway": True, "ipMasq": True,

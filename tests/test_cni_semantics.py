@@ -42,7 +42,7 @@ FLANNEL = {"cniVersion": "0.3.1", "name": "cbr0", "plugins": [
     {"type": "flannel", "delegate": {"hairpinMode": True, "forceAddress": True, "isDefaultGateway": True}},
     {"type": "portmap", "capabilities": {"portMappings": True}}]}
 UNKNOWN = "config semantics of type 'mybridge' are unknown: declare them with --cni-semantics mybridge=KNOWN_TYPE"
-SELECTED = "gateway_and_the_expected or reach_each_other or with_ip_masquerade or keeps_only"
+SELECTED = "gateway_and_the_expected or reach_each_other or with_ip_masquerade or keeps_only"  # IPv4's: MYBRIDGE has no IPv6 range
 
 
 def network(data, **semantics):
@@ -141,7 +141,7 @@ def datapath(tmp_path, cni_path, *args: str, selected: str = SELECTED) -> subpro
     conflist.write_text(json.dumps(MYBRIDGE))
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA",
                            "suites/cni/test_datapath.py", "--cni-conf", str(conflist), "--cni-path", str(cni_path),
-                           "--basetemp", str(tmp_path / "run"), "-k", selected, *args],
+                           "--basetemp", str(tmp_path / "run"), "-k", f"({selected}) and not ipv6", *args],
                           cwd=PROJECT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
                           env=dict(os.environ, COLUMNS="300"))
 
@@ -192,7 +192,7 @@ def test_flannel_with_the_subnet_env_flanneld_would_write_passes_the_datapath(tm
     conflist.write_text(json.dumps(FLANNEL))
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA",
                            "suites/cni/test_datapath.py", "--cni-conf", str(conflist), "--impl", "cni-plugins@0.9.0",
-                           "--basetemp", str(tmp_path / "run"), "-k", f"{SELECTED} or from_outside"],
+                           "--basetemp", str(tmp_path / "run"), "-k", f"({SELECTED} or from_outside) and not ipv6"],
                           cwd=PROJECT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
                           env=dict(os.environ, COLUMNS="300"))
     summary = done.stdout.strip().splitlines()[-1]

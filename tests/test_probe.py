@@ -14,6 +14,7 @@ from scapy.utils import PcapNgReader
 
 from pytest_netconform import lab_fixture
 from harness import bridge
+from harness.lab.live import address
 from harness.errors import ProbeError
 from harness.probe.match import template_matches
 from harness.probe import DEADLINE, QUIET_WINDOW, Port, l2_frame
@@ -120,6 +121,48 @@ def test_an_exchange_with_no_listener_at_the_address_fails(vbridge):
     # The server listens on ns2's address, the client dials ns3's: nothing answers there.
     tcp = vbridge.probe.tcp("ns1", "ns2", "192.168.28.3", 8080, listen="192.168.28.2", timeout=QUIET_WINDOW)
     assert not tcp and tcp.error
+
+
+# IPv6 over the same wire: the lab's namespaces keep IPv6 (only its noise is off), so an address
+# added on ns1..ns3's veths is usable at once (no DAD).
+V6 = {"ns1": "2001:db8:28::1", "ns2": "2001:db8:28::2", "ns3": "2001:db8:28::3"}
+
+
+@pytest.fixture
+def vbridge6(vbridge):
+    for node, ip in V6.items():
+        address(vbridge, node, f"veth-{node[-1]}", f"{ip}/64")
+    return vbridge
+
+
+def test_ping_over_ipv6_is_an_icmpv6_echo_answered_with_its_hop_limit(vbridge6):
+    ok = vbridge6.probe.ping("ns1", V6["ns3"])
+    assert ok and ok.reply_from == V6["ns3"] and ok.ttl == 64, ok
+    assert vbridge6.neighbour("ns1", V6["ns3"]) == vbridge6.mac("ns3", "veth-3"), \
+        "ns1 learnt ns3's MAC by neighbour discovery"
+
+
+def test_ping_over_ipv6_to_an_address_nobody_has_gets_no_reply(vbridge6):
+    nobody = vbridge6.probe.ping("ns1", "2001:db8:28::77", timeout=QUIET_WINDOW)
+    assert not nobody and nobody.error and vbridge6.neighbour("ns1", "2001:db8:28::77") != \
+        vbridge6.mac("ns3", "veth-3")
+    unrouted = vbridge6.probe.ping("ns1", "2001:db8:99::1")
+    assert not unrouted and unrouted.error == "Network is unreachable"
+
+
+def test_udp_and_tcp_over_ipv6_show_what_the_server_saw(vbridge6):
+    udp = vbridge6.probe.udp("ns1", "ns2", V6["ns2"], 5353)
+    tcp = vbridge6.probe.tcp("ns1", "ns3", V6["ns3"], 8080)
+    assert udp and udp.server_saw == (V6["ns1"], udp.server_saw[1]) and udp.client_saw == (V6["ns2"], 5353), udp
+    assert udp.reply == b"netconform"
+    assert tcp and tcp.server_saw[0] == V6["ns1"] and tcp.client_saw == (V6["ns3"], 8080), tcp
+
+
+def test_an_exchange_over_ipv6_with_no_listener_at_the_address_fails(vbridge6):
+    tcp = vbridge6.probe.tcp("ns1", "ns2", V6["ns3"], 8080, listen=V6["ns2"], timeout=QUIET_WINDOW)
+    udp = vbridge6.probe.udp("ns1", "ns2", V6["ns3"], 5353, listen=V6["ns2"], timeout=QUIET_WINDOW)
+    assert not tcp and tcp.error
+    assert not udp and udp.server_saw is None
 
 
 def test_the_capture_is_a_pcapng_naming_each_frames_interface(vbridge):

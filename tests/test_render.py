@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from harness.kernel import nsutil, state
-from harness.kernel.constants import AF_INET
+from harness.kernel.constants import AF_INET, IPV6_QUIET_SYSCTLS
 from harness.lab import script, topology
 from harness.lab.build import build
 from harness.errors import CapabilityMissing
@@ -100,13 +100,13 @@ def _link_spec(lab, node, name):
 
 
 def _sysctl_keys(lab, node):
-    return ["net.ipv6.conf.default.disable_ipv6", "net.ipv6.conf.all.disable_ipv6",
+    return [*IPV6_QUIET_SYSCTLS,
             *(key for key in BR_NETFILTER_SYSCTLS if os.path.exists("/proc/sys/" + key.replace(".", "/"))),
             *lab.node(node).sysctls]
 
 
 def snapshot(lab, node, fd):
-    """Node ``node`` of ``lab`` as comparable data, read from the namespace ``fd`` (IPv4: the labs keep IPv6 off)."""
+    """Node ``node`` of ``lab`` as comparable data, read from the namespace ``fd`` (IPv4: IPv6's link-local addresses derive from random MACs)."""
     return state.snapshot(fd, (*state.NETLINK_SECTIONS, "iptables", "nft"), families=(AF_INET,),
                           macs=_declared_macs(lab, node), sysctls=_sysctl_keys(lab, node))
 

@@ -40,7 +40,7 @@ import yaml
 from harness.errors import NetconformError
 from .conf import NetworkConfig
 
-DEFAULT = ipaddress.ip_network("0.0.0.0/0")
+DEFAULT = {4: ipaddress.ip_network("0.0.0.0/0"), 6: ipaddress.ip_network("::/0")}
 
 
 SEMANTICS_FILE = "semantics.yaml"
@@ -226,28 +226,43 @@ def _true(value) -> bool:
     return value is True or str(value).lower() in ("true", "1", "yes")
 
 
-def subnets(network: NetworkConfig) -> list[tuple[ipaddress.IPv4Network, ipaddress.IPv4Address | None]]:
-    """(subnet, gateway) of each range the pods get addresses from (gateway None when unset)."""
+Subnet = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _ranges(network: NetworkConfig) -> list[dict]:
+    """Every range the pods get addresses from, both families, as {subnet, gateway}."""
     main = interface_plugin(network)
     if main["type"] == "netavark":
-        ranges = main.get("subnets") or []
-    else:
-        ipam = main.get("ipam") or {}
-        ranges = [r for rangeset in ipam.get("ranges") or [] for r in rangeset]
-        if ipam.get("subnet"):  # host-local's older single-range form
-            ranges.append({"subnet": ipam["subnet"], "gateway": ipam.get("gateway")})
-        ranges += [{"subnet": str(ipaddress.ip_interface(a["address"]).network), "gateway": a.get("gateway")}
-                   for a in ipam.get("addresses") or []]  # static
+        return main.get("subnets") or []
+    ipam = main.get("ipam") or {}
+    ranges = [r for rangeset in ipam.get("ranges") or [] for r in rangeset]
+    if ipam.get("subnet"):  # host-local's older single-range form
+        ranges.append({"subnet": ipam["subnet"], "gateway": ipam.get("gateway")})
+    ranges += [{"subnet": str(ipaddress.ip_interface(a["address"]).network), "gateway": a.get("gateway")}
+               for a in ipam.get("addresses") or []]  # static
+    return ranges
+
+
+def subnets(network: NetworkConfig, family: int | None = 4) -> list[tuple[Subnet, ipaddress.IPv4Address | ipaddress.IPv6Address | None]]:
+    """(subnet, gateway) of each range of IP version ``family`` (4, 6, or None: both) the pods get
+    addresses from (gateway None when unset; host-local claims the range's first address, .1 or ::1,
+    when none is given)."""
+    main = interface_plugin(network)
     found = []
-    for r in ranges:
+    for r in _ranges(network):
         net = ipaddress.ip_network(r["subnet"], strict=False)
-        if net.version != 4:
+        if family is not None and net.version != family:
             continue
         gateway = r.get("gateway")
         if gateway is None and main["type"] != "netavark" and (main.get("ipam") or {}).get("type") == "host-local":
-            gateway = str(net.network_address + 1)  # host-local claims .1 when no gateway is given
+            gateway = str(net.network_address + 1)  # host-local claims .1 (::1) when no gateway is given
         found.append((net, ipaddress.ip_address(gateway) if gateway else None))
     return found
+
+
+def families(network: NetworkConfig) -> list[int]:
+    """The IP versions (4, 6) of which the configuration has a range: a pod gets an address of each."""
+    return sorted({net.version for net, _ in subnets(network, None)})
 
 
 def bridge_name(network: NetworkConfig) -> str | None:
@@ -259,32 +274,35 @@ def masquerades(network: NetworkConfig) -> bool:
     return bool(_promise(network, "masquerade"))
 
 
-def default_route(network: NetworkConfig) -> bool:
-    """Whether the pod gets a default route (IPAM routes, bridge isDefaultGateway, netavark)."""
+def default_route(network: NetworkConfig, family: int = 4) -> bool:
+    """Whether the pod gets a default route of IP version ``family`` (0.0.0.0/0, ::/0): IPAM routes,
+    bridge isDefaultGateway (a default route through each family's gateway), netavark (each subnet's)."""
+    if family not in families(network):
+        return False
     main = interface_plugin(network)
     if _promise(network, "default_route"):
         return True
     routes = (main.get("ipam") or {}).get("routes") or []
-    return any(ipaddress.ip_network(r["dst"], strict=False) == DEFAULT for r in routes if "dst" in r)
+    return any(ipaddress.ip_network(r["dst"], strict=False) == DEFAULT[family] for r in routes if "dst" in r)
 
 
 def attached_to_uplink(network: NetworkConfig) -> bool:
     return bool(_promise(network, "uplink_attached"))
 
 
-def egress(network: NetworkConfig, uplink: ipaddress.IPv4Network) -> str:
-    """What becomes of a pod's packet to the internet beyond ``uplink``:
+def egress(network: NetworkConfig, uplink: Subnet) -> str:
+    """What becomes of a pod's packet (of ``uplink``'s IP version) to the internet beyond ``uplink``:
 
     ``unrouted`` (no route, or nothing holds the gateway: it never leaves), ``masquerade`` (it leaves
     with the host's address and replies return), ``direct`` (the pod's own address is
     on the uplink's subnet: it leaves as is and replies return), ``unreturned`` (the
     pod's own address leaves, and the outside has no route back).
     """
-    if not default_route(network) or gateway_owner(network) is None:
+    if not default_route(network, uplink.version) or gateway_owner(network) is None:
         return "unrouted"
     if masquerades(network):
         return "masquerade"
-    if attached_to_uplink(network) and all(net.subnet_of(uplink) for net, _ in subnets(network)):
+    if attached_to_uplink(network) and all(net.subnet_of(uplink) for net, _ in subnets(network, uplink.version)):
         return "direct"
     return "unreturned"
 
@@ -355,9 +373,10 @@ def routed_by_host(network: NetworkConfig) -> bool:
 def sibling(network: NetworkConfig, index: int = 1) -> NetworkConfig:
     """The same configuration as a second network: another name, bridge and subnet.
 
-    Each subnet (host-local's ranges or its older single ``subnet``, static addresses, netavark's
-    subnets) moves ``index`` subnets of its own size up (10.88.0.0/24 -> 10.88.1.0/24), with its
-    gateway and range bounds; a bridge ``cni0`` becomes ``cni1``.
+    Each subnet of either family (host-local's ranges or its older single ``subnet``, static
+    addresses, netavark's subnets) moves ``index`` subnets of its own size up (10.88.0.0/24 ->
+    10.88.1.0/24, 2001:db8:88::/64 -> 2001:db8:88:1::/64), with its gateway and range bounds; a
+    bridge ``cni0`` becomes ``cni1``.
     """
     plugins = copy.deepcopy(network.plugins)
     main = plugins[0]
@@ -395,9 +414,11 @@ def sibling(network: NetworkConfig, index: int = 1) -> NetworkConfig:
 
 
 def overlaps(network: NetworkConfig, other: NetworkConfig) -> list[str]:
-    """The subnets of ``other`` that overlap one of ``network``'s (a derived network must have none)."""
-    mine = [subnet for subnet, _ in subnets(network)]
-    return [str(theirs) for theirs, _ in subnets(other) if any(theirs.overlaps(ours) for ours in mine)]
+    """The subnets of ``other`` (both families) that overlap one of ``network``'s (a derived network must
+    have none)."""
+    mine = [subnet for subnet, _ in subnets(network, None)]
+    return [str(theirs) for theirs, _ in subnets(other, None)
+            if any(theirs.version == ours.version and theirs.overlaps(ours) for ours in mine)]
 
 
 def _renamed(name: str, index: int) -> str:

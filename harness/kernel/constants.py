@@ -23,11 +23,36 @@ RTMGRP_LINK = 0x1
 RTMGRP_NEIGH = 0x4
 RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV4_ROUTE = 0x40
+RTMGRP_IPV6_IFADDR = 0x100
+
+# -- addresses (IFA_F_*, if_addr.h) ------------------------------------------------------------
+IFA_F_TENTATIVE = 0x40  # an IPv6 address before duplicate address detection ends (or is skipped)
 
 # -- neighbours (NUD_* states, NTF_* flags) -----------------------------------------------
 NUD_NOARP = 0x40
 NUD_PERMANENT = 0x80
 NTF_SELF, NTF_MASTER, NTF_PROXY = 0x02, 0x04, 0x08
+
+# -- IPv6 in lab namespaces (net.ipv6.conf.*, Documentation/networking/ip-sysctl.rst) -------------
+# Labs keep IPv6 (a dual-stack plugin puts its addresses on their links); only the noise is
+# silenced, for `all` and for `default` (each link made afterwards copies it): no router
+# advertisement taken or solicited, no autoconfigured address, no duplicate address detection
+# (its neighbour solicitations). MLD reports have no sysctl (measured on 6.18: a link sends an
+# MLDv2 report for its solicited-node group when it comes up and when an address is added), and
+# they teach a bridge's FDB the sender's MAC (suites/test_bridge.py's learning and flooding
+# checks failed with them): so no link-local address by default (addr_gen_mode 1), which is the
+# one group a link without addresses would report. A lab whose links need one (cni-host: ptp's
+# IPv6 gateway is the host veth's link-local address) declares net.ipv6.conf.default.addr_gen_mode
+# 0 in its node's sysctls, written when the node is made (harness.lab.live.namespace_defaults).
+# The unsolicited report's repetition comes within 10 ms instead of up to 1 s later, so a burst
+# ends with the build instead of landing in a test's window.
+IPV6_QUIET_SYSCTLS = {
+    f"net.ipv6.conf.{scope}.{key}": value
+    for scope in ("all", "default")
+    for key, value in (("accept_ra", 0), ("autoconf", 0), ("router_solicitations", 0), ("accept_dad", 0),
+                       ("dad_transmits", 0), ("addr_gen_mode", 1), ("mldv1_unsolicited_report_interval", 10),
+                       ("mldv2_unsolicited_report_interval", 10))
+}
 
 # -- routes ---------------------------------------------------------------------------------
 RT_TABLE_DEFAULT, RT_TABLE_MAIN, RT_TABLE_LOCAL = 253, 254, 255

@@ -12,6 +12,7 @@ from harness.kernel.deadline import Deadline
 # Re-exported: suites and older callers import these from here.
 from harness.kernel.constants import (  # noqa: F401
     AF_BRIDGE,
+    IFA_F_TENTATIVE,
     IFF_LOWER_UP,
     IFF_RUNNING,
     IFF_UP,
@@ -19,6 +20,7 @@ from harness.kernel.constants import (  # noqa: F401
     NUD_PERMANENT,
     RTMGRP_IPV4_IFADDR,
     RTMGRP_IPV4_ROUTE,
+    RTMGRP_IPV6_IFADDR,
     RTMGRP_LINK,
     RTMGRP_NEIGH,
 )
@@ -100,6 +102,30 @@ def links_settling(rtnl) -> dict[int, str]:
     """
     return {index: name for index, name, flags in rtnl.links()
             if flags & IFF_UP and flags & IFF_LOWER_UP and not flags & IFF_RUNNING}
+
+
+def addresses_settling(rtnl) -> list[str]:
+    """IPv6 addresses still tentative on running links ("ADDR dev INDEX").
+
+    The labs skip duplicate address detection, yet an address stays tentative until the
+    kernel's DAD work has run (a few ms, more under load): until then its node neither has
+    joined the solicited-node group (a neighbour solicitation for it is dropped, and the
+    next comes a second later) nor uses it as a source. A link without carrier keeps its
+    addresses tentative until it has one, so only running links count.
+    """
+    running = {index for index, _, flags in rtnl.links() if flags & IFF_RUNNING}
+    return [f"{address} dev {index}" for index, address, flags in rtnl.addresses(socket.AF_INET6)
+            if flags & IFA_F_TENTATIVE and index in running]
+
+
+def settle_addresses(fd: int, rtnl, timeout: float) -> list[str]:
+    """Wait (on address notifications, with a deadline) until no IPv6 address is tentative
+    on a running link of the namespace ``fd``; return those still tentative (none when settled)."""
+    if not addresses_settling(rtnl):
+        return []
+    with NetlinkWatch(fd, RTMGRP_IPV6_IFADDR | RTMGRP_LINK) as watch:
+        watch.wait_for(lambda: not addresses_settling(rtnl), timeout)
+    return addresses_settling(rtnl)
 
 
 def sync_linkwatch(rtnl) -> dict[int, str]:

@@ -21,13 +21,14 @@ from harness.kernel.constants import IFF_UP, RT_TABLE_MAIN, RTPROT_BOOT
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = 0x1, 0x4, 0x200, 0x400, 0x300
 NLM_F_ACK_TLVS = 0x200  # on an NLMSG_ERROR: extended-ack attributes follow
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_NEWROUTE = 16, 18, 20, 24
+RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE = 16, 18, 20, 22, 24
 SOL_NETLINK, NETLINK_CAP_ACK, NETLINK_EXT_ACK = 270, 10, 11
 NLMSGERR_ATTR_MSG = 1
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
 IFLA_BR = {"forward_delay": (1, "I"), "ageing_time": (4, "I"), "stp_state": (5, "I"), "vlan_filtering": (7, "B")}
-IFA_ADDRESS, IFA_LOCAL = 1, 2
+IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
+_IFADDR = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
 _IFINFO = struct.Struct("=BxHiII")
 
@@ -202,9 +203,23 @@ class Rtnl:
         iface = ipaddress.ip_interface(cidr)
         family = socket.AF_INET if iface.version == 4 else socket.AF_INET6
         packed = iface.ip.packed
-        body = struct.pack("=BBBBI", family, iface.network.prefixlen, 0, 0, index)
+        body = _IFADDR.pack(family, iface.network.prefixlen, 0, 0, index)
         body += pack_attr(IFA_LOCAL, packed) + pack_attr(IFA_ADDRESS, packed)
         self.request(RTM_NEWADDR, body, NLM_F_CREATE | NLM_F_EXCL)
+
+    def addresses(self, family: int) -> list[tuple[int, str, int]]:
+        """(link index, address, IFA_F_* flags) of every address of ``family``."""
+        out = []
+        for _, payload in self._messages(self._send(RTM_GETADDR, NLM_F_DUMP, _IFADDR.pack(family, 0, 0, 0, 0))):
+            flags, index = _IFADDR.unpack_from(payload)[2], _IFADDR.unpack_from(payload)[4]
+            address = None
+            for kind, value in unpack_attrs(payload[_IFADDR.size:]):
+                if kind == IFA_FLAGS:  # the full 32 bits; the header's byte holds the low 8
+                    flags = struct.unpack("=I", value[:4])[0]
+                elif kind == IFA_ADDRESS:
+                    address = str(ipaddress.ip_address(value))
+            out.append((index, address, flags))
+        return out
 
     def add_route(self, dst: str, *, table: int = RT_TABLE_MAIN, proto: int = RTPROT_BOOT, scope: int = 0,
                   type: int = 1,

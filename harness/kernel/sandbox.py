@@ -222,10 +222,11 @@ def enter(*, allow_userns: bool = True) -> SandboxInfo:
         raise SandboxError(f"cannot make the private network/mount namespaces: {exc}") from None
     inner = nsutil.current_netns_fd()
     try:
-        # The sandbox itself sends nothing: loopback only, no IPv6 autoconfiguration.
+        # The sandbox itself sends nothing: loopback only; IPv6 on, as in the labs, without its noise.
+        from harness.kernel.constants import IPV6_QUIET_SYSCTLS
         from harness.kernel.netops import set_link_up_by_name
-        nsutil.write_sysctl("net.ipv6.conf.default.disable_ipv6", 1)
-        nsutil.write_sysctl("net.ipv6.conf.all.disable_ipv6", 1)
+        for key, value in IPV6_QUIET_SYSCTLS.items():
+            nsutil.write_sysctl(key, value)
         set_link_up_by_name("lo")
         _state = SandboxInfo(mode=mode, netns_inode=nsutil.netns_inode(inner), outer_netns_inode=outer_inode)
     finally:

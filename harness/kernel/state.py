@@ -86,9 +86,11 @@ class Route:
 
     @property
     def key(self) -> str:
-        """What tells it apart from the other routes of its namespace."""
+        """What tells it apart from the other routes of its namespace: for IPv6 its device too (every
+        link with IPv6 has its own fe80::/64, same table, same metric)."""
         word = "" if self.type == "unicast" else f"{self.type} "
-        return f"{word}{self.dst} table {self.table}" + ("" if self.metric is None else f" metric {self.metric}")
+        return (f"{word}{self.dst} table {self.table}" + ("" if self.metric is None else f" metric {self.metric}")
+                + (f" dev {self.dev}" if self.family == AF_INET6 and self.dev else ""))
 
 
 def _settle(fd: int) -> None:

@@ -21,7 +21,7 @@ from harness.kernel import nsutil
 from harness.errors import BuildError, CapabilityMissing, LabError
 from harness.kernel.tuntap import make_persistent_tuntap
 from harness.lab.file import validate
-from harness.lab.live import BR_NETFILTER_SYSCTLS, LiveLab
+from harness.lab.live import BR_NETFILTER_SYSCTLS, LiveLab, namespace_defaults
 from harness.kernel.rtnl import NetlinkRefused
 from harness.lab.model import BridgeOptions, Lab, Link, Node, PortOptions, Route
 from harness.kernel.constants import (
@@ -41,7 +41,7 @@ from harness.kernel.constants import (
     table_id,
 )
 from harness.kernel.linkkinds import CREATION_ORDER, KINDS, PYROUTE2, RTNL, TUNTAP
-from harness.kernel.netops import NetlinkWatch, links_settling, sync_linkwatch
+from harness.kernel.netops import NetlinkWatch, links_settling, settle_addresses, sync_linkwatch
 
 READY_TIMEOUT = 5.0  # seconds for linkwatch to bring carriers up; normally a few ms
 LINK_KIND_CAPABILITY_ERRORS = (errno.EOPNOTSUPP, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT)
@@ -110,7 +110,7 @@ class _Builder:
         lab, live = self.lab, self.live
         with self.step("namespaces"):
             for node in lab.nodes:
-                live.add_node(node.name)
+                live.add_node(node.name, namespace_defaults(node.sysctls))
         # iptables-restore matches interfaces by name, it does not look them up: it can run while
         # the links are made. Its time is mostly the kernel's (an nftables commit, an RCU grace
         # period when it closes its socket), so overlapping it hides it.
@@ -331,13 +331,16 @@ class _Builder:
     # -- readiness -------------------------------------------------------------
     def wait_ready(self, node: str) -> None:
         rtnl = self.live.rtnl(node)
-        if not sync_linkwatch(rtnl):
-            return
-        with NetlinkWatch(self.live.fd(node), RTMGRP_LINK) as watch:
-            if not watch.wait_for(lambda: not sync_linkwatch(rtnl), READY_TIMEOUT):
-                names = ", ".join(links_settling(rtnl).values())
-                raise BuildError(f"lab {self.lab.name}: node {node}: links {names} "
-                                 f"have carrier but are not running after {READY_TIMEOUT:.0f} s")
+        if sync_linkwatch(rtnl):
+            with NetlinkWatch(self.live.fd(node), RTMGRP_LINK) as watch:
+                if not watch.wait_for(lambda: not sync_linkwatch(rtnl), READY_TIMEOUT):
+                    names = ", ".join(links_settling(rtnl).values())
+                    raise BuildError(f"lab {self.lab.name}: node {node}: links {names} "
+                                     f"have carrier but are not running after {READY_TIMEOUT:.0f} s")
+        tentative = settle_addresses(self.live.fd(node), rtnl, READY_TIMEOUT)
+        if tentative:
+            raise BuildError(f"lab {self.lab.name}: node {node}: IPv6 addresses {', '.join(tentative)} "
+                             f"still tentative after {READY_TIMEOUT:.0f} s")
 
 
 class _Step:

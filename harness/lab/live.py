@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import subprocess
 from typing import Callable
 
 from pyroute2 import IPRoute
 
 from harness.kernel import nsutil
+from harness.kernel.constants import AF_INET, AF_INET6, IPV6_QUIET_SYSCTLS
 from harness.errors import LabError
 from harness.lab.model import HOST, Lab
-from harness.kernel.netops import close_quietly, ipr_in, safe_close_fd, sync_linkwatch
+from harness.kernel.deadline import DEADLINE
+from harness.kernel.netops import close_quietly, ipr_in, safe_close_fd, settle_addresses, sync_linkwatch
 from harness.kernel.rtnl import NetlinkRefused, Rtnl
 
 BR_NETFILTER_SYSCTLS = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",
                         "net.bridge.bridge-nf-call-arptables")
+
+
+NAMESPACE_DEFAULTS = re.compile(r"net\.ipv6\.conf\.(all|default)\.[\w.-]+")
+
+
+def namespace_defaults(sysctls: dict) -> dict:
+    """Of a node's ``sysctls``, those each link copies when it is made (net.ipv6.conf.default.*, and
+    .all.* with them): written when the node is made, before its links, as well as with the others."""
+    return {key: value for key, value in sysctls.items() if NAMESPACE_DEFAULTS.fullmatch(key)}
 
 
 class LiveLab:
@@ -90,6 +102,14 @@ class LiveLab:
         index = self.ifindex(node, name)
         return [f"{m.get_attr('IFA_ADDRESS')}/{m['prefixlen']}" for m in self.ipr(node).get_addr(index=index)]
 
+    def neighbour(self, node: str, address: str) -> str | None:
+        """The link-layer address ``node`` has learnt for ``address`` (ARP for IPv4, neighbour
+        discovery for IPv6), or None when it has no entry."""
+        family = AF_INET6 if ipaddress.ip_address(address).version == 6 else AF_INET
+        wanted = ipaddress.ip_address(address)
+        return next((n.get_attr("NDA_LLADDR") for n in self.ipr(node).get_neighbours(family=family)
+                     if n.get_attr("NDA_DST") and ipaddress.ip_address(n.get_attr("NDA_DST")) == wanted), None)
+
     def attach_probe(self, probe):
         """Make ``probe`` (a ``harness.probe.Probe`` made on this lab) the lab's ``probe``,
         the one its tests drive; the probe closes with the lab. Returns it."""
@@ -103,7 +123,9 @@ class LiveLab:
         self._closers.append(closer)
 
     # -- lifecycle ---------------------------------------------------------------
-    def add_node(self, name: str) -> int:
+    def add_node(self, name: str, sysctls: dict | None = None) -> int:
+        """Make the node ``name`` (a namespace; named in /run/netns unless it is the host), with the
+        labs' IPv6 defaults and then ``sysctls`` (namespace_defaults) written before any link."""
         if name in self._fds:
             raise LabError(f"lab {self.name}: node {name!r} exists already")
         # The host is kept by fd only; the others are also named in /run/netns.
@@ -112,9 +134,10 @@ class LiveLab:
         if name != HOST:
             self._named.append(name)
         with nsutil.entered(fd):
-            # IPv6 autoconfiguration (RS, DAD, MLD) would pollute FDBs and captures.
-            nsutil.write_sysctl("net.ipv6.conf.default.disable_ipv6", 1)
-            nsutil.write_sysctl("net.ipv6.conf.all.disable_ipv6", 1)
+            # IPv6 stays on, its noise off (RS, RA, autoconf, DAD; MLD's repeat early): before any link
+            # is made here, so each copies `default` (harness.kernel.constants.IPV6_QUIET_SYSCTLS).
+            for key, value in {**IPV6_QUIET_SYSCTLS, **(sysctls or {})}.items():
+                nsutil.write_sysctl(key, value)
             # Bridged traffic bypasses iptables, as on a kernel without br_netfilter loaded
             # (the documents' machines, Debian's default). This kernel has it built in with
             # bridge-nf-call-iptables=1, which would MASQUERADE 001's ns1->ns2 traffic.
@@ -177,9 +200,13 @@ def set_link(live: LiveLab, node: str, name: str, *, up: bool | None = None, mas
 
 
 def address(live: LiveLab, node: str, name: str, cidr: str, *, add: bool = True) -> None:
-    """`ip addr add|del CIDR dev NAME` in ``node``."""
+    """`ip addr add|del CIDR dev NAME` in ``node`` (an IPv6 one: usable when this returns)."""
     if add:
         live.rtnl(node).add_address(live.ifindex(node, name), cidr)
+        if ipaddress.ip_interface(cidr).version == 6:
+            tentative = settle_addresses(live.fd(node), live.rtnl(node), DEADLINE)
+            if tentative:
+                raise LabError(f"lab {live.name}: {node}: {', '.join(tentative)} still tentative after {DEADLINE:g} s")
         return
     iface = ipaddress.ip_interface(cidr)
     live.ipr(node).addr("del", index=live.ifindex(node, name), address=str(iface.ip),

@@ -10,15 +10,14 @@ import re
 import shlex
 import textwrap
 
-from harness.kernel.constants import TABLES, table_id
+from harness.kernel.constants import IPV6_QUIET_SYSCTLS, TABLES, table_id
 from harness.kernel.linkkinds import CREATION_ORDER, KINDS, TUNTAP
 from harness.errors import LabError
 from harness.lab.file import validate
-from harness.lab.live import BR_NETFILTER_SYSCTLS
+from harness.lab.live import BR_NETFILTER_SYSCTLS, namespace_defaults
 from harness.kernel.firewall import filter_policies
 from harness.lab.model import HOST, Lab, Link, Node, PortOptions, Route, Rule
 
-DISABLE_IPV6 = ("net.ipv6.conf.default.disable_ipv6", "net.ipv6.conf.all.disable_ipv6")
 
 
 class _Raw(str):
@@ -197,11 +196,13 @@ def shell_script(lab: Lab) -> str:
     validate(lab)
     out = _header(lab, "build it with iproute2, sysctl, iptables and nft")
     add = lambda *argvs: out.extend(_sh(a) for a in argvs)  # noqa: E731
-    out.append("\n# namespaces: IPv6 off, bridged traffic bypasses iptables (as without br_netfilter), lo up")
+    out.append("\n# namespaces: IPv6 without its noise (no RA, RS, autoconf or DAD, no link-local address unless"
+               "\n# the node asks; MLD's repeat early), bridged traffic bypasses iptables (no br_netfilter), lo up")
     for node in lab.nodes:
         if node.name != HOST:
             add(["ip", "netns", "add", node.name])
-        add(_in(node.name, "sysctl", "-q", "-w", *(f"{key}=1" for key in DISABLE_IPV6)))
+        ipv6 = {**IPV6_QUIET_SYSCTLS, **namespace_defaults(node.sysctls)}
+        add(_in(node.name, "sysctl", "-q", "-w", *(f"{key}={value}" for key, value in ipv6.items())))
         out.append("if [ -e /proc/sys/net/bridge ]; then")
         out.append("  " + _sh(_in(node.name, "sysctl", "-q", "-w", *(f"{key}=0" for key in BR_NETFILTER_SYSCTLS))))
         out.append("fi")

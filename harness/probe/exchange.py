@@ -7,6 +7,7 @@ does; each side says what it saw.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import socket
 import struct
@@ -18,6 +19,17 @@ from harness.kernel.deadline import DEADLINE, Deadline
 from harness.probe import icmp
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+IPV6_RECVPKTINFO, IPV6_PKTINFO = 49, 50  # linux/in6.h (RFC 3542)
+ANY = {4: "0.0.0.0", 6: "::"}
+
+
+def family_of(address: str) -> int:
+    """4 or 6: the IP version of ``address``, which chooses the exchange's sockets."""
+    return ipaddress.ip_address(address.split("%")[0]).version
+
+
+def _listen_address(listen: str, version: int) -> str:
+    return ANY[6] if version == 6 and listen == ANY[4] else listen
 
 
 @dataclass
@@ -55,7 +67,7 @@ class StackExchanges:
     def __init__(self, live, drain: Callable[[], None]):
         self.live = live
         self.drain = drain
-        self._icmp: dict[str, tuple[socket.socket, int]] = {}  # node -> its raw ICMP socket, PMTU default
+        self._icmp: dict[tuple[str, int], tuple[socket.socket, int]] = {}  # (node, 4|6) -> raw socket, PMTU default
         self._icmp_id = os.getpid() & 0xFFFF
         self._icmp_seq = 0
 
@@ -64,24 +76,34 @@ class StackExchanges:
             sock.close()
         self._icmp.clear()
 
-    def _icmp_socket(self, node: str) -> tuple[socket.socket, int]:
-        if node not in self._icmp:
+    def _icmp_socket(self, node: str, version: int) -> tuple[socket.socket, int]:
+        if (node, version) not in self._icmp:
+            family, proto = (socket.AF_INET6, socket.IPPROTO_ICMPV6) if version == 6 else \
+                (socket.AF_INET, socket.IPPROTO_ICMP)
             with self.live.entered(node):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.IPPROTO_ICMP)
+                sock = socket.socket(family, socket.SOCK_RAW | socket.SOCK_CLOEXEC, proto)
             sock.setblocking(False)
-            self._icmp[node] = sock, sock.getsockopt(socket.IPPROTO_IP, icmp.IP_MTU_DISCOVER)
-        return self._icmp[node]
+            if version == 6:
+                sock.setsockopt(socket.IPPROTO_IPV6, icmp.IPV6_RECVHOPLIMIT, 1)
+                default = sock.getsockopt(socket.IPPROTO_IPV6, icmp.IPV6_MTU_DISCOVER)
+            else:
+                default = sock.getsockopt(socket.IPPROTO_IP, icmp.IP_MTU_DISCOVER)
+            self._icmp[(node, version)] = sock, default
+        return self._icmp[(node, version)]
 
     def ping(self, node: str, dst: str, timeout: float = DEADLINE, ttl: int | None = None,
              size: int | None = None, df: bool | None = None) -> PingResult:
-        """One ICMP echo from ``node`` to ``dst`` through the node's own routing.
+        """One ICMP echo from ``node`` to ``dst`` through the node's own routing: ICMPv6 when
+        ``dst`` is an IPv6 address (its ``ttl`` is the hop limit).
 
-        ``size`` is the IP packet's (``ping -s SIZE-28``); ``df`` sets or clears Don't
-        Fragment (``ping -M do|dont``; None: the socket's default, path MTU discovery).
+        ``size`` is the IP packet's (``ping -s SIZE-28``, IPv6 ``SIZE-48``); ``df`` sets or
+        clears Don't Fragment (``ping -M do|dont``; None: the socket's default, path MTU
+        discovery; IPv6 routers never fragment, ``df`` then says whether the sender may).
         With DF the kernel refuses a packet larger than the route's MTU ("Message too
         long"); an ICMP error quoting the echo (frag-needed, with the MTU) ends the wait.
         """
-        sock, pmtu_default = self._icmp_socket(node)
+        version = family_of(dst)
+        sock, pmtu_default = self._icmp_socket(node, version)
         self.drain()
         while True:  # stale replies of earlier pings
             try:
@@ -92,65 +114,85 @@ class StackExchanges:
         ident, seq = self._icmp_id, self._icmp_seq
         payload = b"netconform" + struct.pack("!d", time.time())
         if size is not None:
-            payload = icmp.padded(payload, size)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl or 64)
-        sock.setsockopt(socket.IPPROTO_IP, icmp.IP_MTU_DISCOVER,
-                        pmtu_default if df is None else icmp.IP_PMTUDISC_DO if df else icmp.IP_PMTUDISC_DONT)
+            payload = icmp.padded(payload, size, version)
+        if version == 6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, ttl or 64)
+            sock.setsockopt(socket.IPPROTO_IPV6, icmp.IPV6_MTU_DISCOVER, pmtu_default if df is None
+                            else icmp.IPV6_PMTUDISC_DO if df else icmp.IPV6_PMTUDISC_DONT)
+        else:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl or 64)
+            sock.setsockopt(socket.IPPROTO_IP, icmp.IP_MTU_DISCOVER,
+                            pmtu_default if df is None else icmp.IP_PMTUDISC_DO if df else icmp.IP_PMTUDISC_DONT)
         wait = Deadline(timeout, "ping")
         try:
-            sock.sendto(icmp.echo_request(ident, seq, payload), (dst, 0))
+            sock.sendto(icmp.echo_request(ident, seq, payload, version), (dst, 0))
         except OSError as exc:
             return PingResult(False, error=exc.strerror or os.strerror(exc.errno or errno.EIO))
         while wait.wait([sock])[0]:
             try:
-                data, (source, _) = sock.recvfrom(65535)
+                data, ancillary, _, peer = sock.recvmsg(65535, socket.CMSG_SPACE(4))
             except BlockingIOError:
                 continue
             except OSError as exc:
                 return PingResult(False, error=exc.strerror)
-            answer = icmp.answer_to(data, ident, seq, source)
+            source = peer[0]
+            if version == 6:
+                hops = [struct.unpack("=i", d[:4])[0] for level, kind, d in ancillary
+                        if level == socket.IPPROTO_IPV6 and kind == icmp.IPV6_HOPLIMIT]
+                answer = icmp.answer_to6(data, ident, seq, source, hops[0] if hops else None)
+            else:
+                answer = icmp.answer_to(data, ident, seq, source)
             if answer is not None and answer.reply:
                 return PingResult(True, rtt=wait.met(), reply_from=source, ttl=answer.ttl)
             if answer is not None:
                 return PingResult(False, reply_from=source, error=answer.error)
         return PingResult(False, error=f"no reply from {dst} within {timeout:g} s")
 
-    def _socket_pair(self, server: str, client: str, kind: int) -> tuple[socket.socket, socket.socket]:
+    def _socket_pair(self, server: str, client: str, kind: int, version: int) -> tuple[socket.socket, socket.socket]:
         """A server socket in ``server``'s namespace and a client one in ``client``'s (after a drain)."""
+        family = socket.AF_INET6 if version == 6 else socket.AF_INET
         self.drain()
         with self.live.entered(server):
-            srv = socket.socket(socket.AF_INET, kind | socket.SOCK_CLOEXEC)
+            srv = socket.socket(family, kind | socket.SOCK_CLOEXEC)
         with self.live.entered(client):
-            cli = socket.socket(socket.AF_INET, kind | socket.SOCK_CLOEXEC)
+            cli = socket.socket(family, kind | socket.SOCK_CLOEXEC)
         return srv, cli
 
     def udp(self, client: str, server: str, dst: str, port: int, listen: str = "0.0.0.0",
             payload: bytes = b"netconform", timeout: float = DEADLINE, listen_port: int | None = None) -> Exchange:
-        """Client node sends a datagram to dst:port; the server node echoes it back."""
+        """Client node sends a datagram to dst:port; the server node echoes it back (over IPv6
+        when ``dst`` is an IPv6 address; the default ``listen`` is then ``::``)."""
+        version = family_of(dst)
+        listen = _listen_address(listen, version)
         wait = Deadline(2 * timeout, "udp")  # two waits of ``timeout`` each: there and back
-        srv, cli = self._socket_pair(server, client, socket.SOCK_DGRAM)
+        srv, cli = self._socket_pair(server, client, socket.SOCK_DGRAM, version)
         try:
             srv.bind((listen, listen_port or port))
             # Answer from the address the datagram was sent to, as a DNS server does: a
             # multi-homed server otherwise answers from its primary address, which a NAT's
             # conntrack entry (expecting the original destination) would not reverse.
-            srv.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            level, option, recv_option, size = (socket.IPPROTO_IPV6, IPV6_PKTINFO, IPV6_RECVPKTINFO, 20) \
+                if version == 6 else (socket.IPPROTO_IP, IP_PKTINFO, IP_PKTINFO, 12)
+            srv.setsockopt(level, recv_option, 1)
             cli.sendto(payload, (dst, port))
             if not wait.wait([srv], at_most=timeout)[0]:
                 return Exchange(False, error=f"the server in {server} got nothing within {timeout:g} s")
-            data, ancillary, _, peer = srv.recvmsg(65535, socket.CMSG_SPACE(12))
-            arrived_at = [d[8:12] for level, kind, d in ancillary if level == socket.IPPROTO_IP and kind == IP_PKTINFO]
-            control = [(socket.IPPROTO_IP, IP_PKTINFO, struct.pack("!I", 0) + arrived_at[0] + b"\0" * 4)] \
-                if arrived_at else []
+            data, ancillary, _, peer = srv.recvmsg(65535, socket.CMSG_SPACE(size))
+            arrived_at = [d for lvl, kind, d in ancillary if lvl == level and kind == option]
+            control = []
+            if arrived_at and version == 6:  # in6_pktinfo: the address, then the interface (0: any)
+                control = [(level, option, arrived_at[0][:16] + b"\0" * 4)]
+            elif arrived_at:  # in_pktinfo: interface, local address (the source to use), destination
+                control = [(level, option, struct.pack("!I", 0) + arrived_at[0][8:12] + b"\0" * 4)]
             try:
                 srv.sendmsg([data], control, 0, peer)
             except OSError as exc:  # e.g. the server has no route back to what it saw
-                return Exchange(False, server_saw=peer, error=f"the server could not answer: {exc.strerror}")
+                return Exchange(False, server_saw=peer[:2], error=f"the server could not answer: {exc.strerror}")
             if not wait.wait([cli], at_most=timeout)[0]:
-                return Exchange(False, server_saw=peer, error="no reply reached the client")
+                return Exchange(False, server_saw=peer[:2], error="no reply reached the client")
             reply, source = cli.recvfrom(65535)
             wait.met()
-            return Exchange(True, server_saw=peer, client_saw=source, reply=reply)
+            return Exchange(True, server_saw=peer[:2], client_saw=source[:2], reply=reply)
         except OSError as exc:
             return Exchange(False, error=exc.strerror)
         finally:
@@ -163,8 +205,11 @@ class StackExchanges:
 
         ``listen_port`` is the port the server listens on when it differs from the one the
         client dials (a port mapping: 18862 -> 80). A refused connection returns at once.
+        Over IPv6 when ``dst`` is an IPv6 address (the default ``listen`` is then ``::``).
         """
-        srv, cli = self._socket_pair(server, client, socket.SOCK_STREAM)
+        version = family_of(dst)
+        listen = _listen_address(listen, version)
+        srv, cli = self._socket_pair(server, client, socket.SOCK_STREAM, version)
         conn = None
         try:
             srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -193,6 +238,7 @@ class StackExchanges:
                                                  f"within {timeout:g} s")
             wait.met()
             conn, peer = srv.accept()
+            peer = peer[:2]
             _, writable = Deadline(timeout).wait([], [cli])
             code = cli.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if not writable or code:
@@ -203,7 +249,7 @@ class StackExchanges:
             cli.sendall(payload)
             conn.sendall(conn.recv(65535))
             reply = cli.recv(65535)
-            return Exchange(True, server_saw=peer, client_saw=cli.getpeername(), reply=reply)
+            return Exchange(True, server_saw=peer, client_saw=cli.getpeername()[:2], reply=reply)
         except OSError as exc:
             return Exchange(False, error=exc.strerror or str(exc))
         finally:

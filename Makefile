@@ -3,6 +3,7 @@
 #                      render the HTML report (reports/html) and print the conformance matrix
 #   make check         install what is missing, run the harness's own tests
 #   make bench         the speed benchmark (reports/bench.json)
+#   make corpus        the CNI suites over real runtimes' default configurations, on every CNI build
 #   make soak          the suites SOAK_RUNS times in a row with every core kept busy (reports/soak.json)
 # Both are idempotent: a second run installs nothing and goes straight to the tests.
 
@@ -27,7 +28,7 @@ PY          := $(VENV)/bin/python
 PYTEST      := $(VENV)/bin/pytest
 REPORT_ARGS  = --alluredir reports/allure-results --clean-alluredir --junitxml reports/junit.xml
 
-.PHONY: setup setup-check system-packages check-packages vm-packages report-tools conformance check vm-check \
+.PHONY: setup setup-check system-packages check-packages vm-packages report-tools conformance check vm-check corpus \
         bench soak clean
 
 setup: system-packages $(VENV)/.installed report-tools
@@ -84,6 +85,14 @@ check: setup-check
 # Build or reuse the offline box, run the VM smoke subset in it, results in reports/vm/debian12.
 vm-check: setup-check
 	$(PYTEST) tests/ -m vm -v -s
+
+# The CNI suites over the corpus of real runtimes' default configurations (harness/cni/corpus): on the
+# installed plugins, then on the other catalogue builds (fetched into the cache first). Not part of check.
+CORPUS_IMPLS ?= cni-plugins@1.9.1 cni-plugins@0.9.0
+corpus: setup
+	@status=0; $(PYTEST) suites/cni --cni-corpus -n $(WORKERS) -q || status=$$?; \
+	$(PYTEST) suites/cni --cni-corpus -n $(WORKERS) -q $(foreach impl,$(CORPUS_IMPLS),--impl $(impl)) || status=$$?; \
+	exit $$status
 
 bench: setup
 	$(PY) -m harness.bench

@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from harness.cni.conf import profile_dir
 from harness.kernel import capabilities
 from harness.lab.build import build
 from harness.errors import BuildError, CapabilityMissing, LabError, NetconformError
@@ -307,6 +308,42 @@ def test_lab_ready_hook_fires_once_per_lab_before_the_body(tmp_path):
         ["test_hooked.py::test_two_labs (setup)"] * 2
     assert [h["nodes"] for h in hooks] == [vbridge_nodes, vbridge_nodes, [HOST, "my-namespace"]]
     assert [(h["rc"], h["left"]) for h in hooks if h["lab"] == "001-vbridge"] == [(0, "")] * 2
+
+
+ATTACH_PLUGIN = """\
+    import json, os
+
+    def pytest_netconform_attached(lab, backend, attachment):
+        with open(os.environ["NC_HOOK_LOG"], "a") as handle:
+            handle.write(json.dumps({"event": "attached", "pod": attachment.pod, "lab": lab.name,
+                                     "network": backend.network.name,
+                                     "addresses": lab.addresses(attachment.pod, attachment.ifname)}) + "\\n")
+"""
+
+ATTACHING_TESTS = """\
+    import json, os
+
+    def test_two_pods(cni, add_pod):
+        for pod in ("pod1", "pod2"):
+            add_pod(pod)
+            attachment = cni.attach(pod)
+            with open(os.environ["NC_HOOK_LOG"], "a") as handle:
+                handle.write(json.dumps({"event": "returned", "pod": attachment.pod}) + "\\n")
+"""
+
+
+def test_attached_hook_fires_after_each_pod_the_implementation_attached(tmp_path):
+    profile = os.path.join(profile_dir(), "bridge-host-local.conflist")
+    done, outcomes = run_pytest(tmp_path, {"nc_attach_plugin.py": ATTACH_PLUGIN, "test_attaching.py": ATTACHING_TESTS},
+                                "-p", "nc_attach_plugin", "--cni-conf", profile, "test_attaching.py")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [(e["event"], e["pod"]) for e in events] == [("attached", "pod1"), ("returned", "pod1"),
+                                                          ("attached", "pod2"), ("returned", "pod2")], events
+    hooks = [e for e in events if e["event"] == "attached"]
+    assert {(h["lab"], h["network"]) for h in hooks} == {("cni-host", "netconform-bridge")}, hooks
+    assert all(any(a.startswith("10.") for a in h["addresses"]) for h in hooks), \
+        f"the hook fired before the plugins gave the pod its address: {hooks}"
 
 
 CAPABILITY_TESTS = """\

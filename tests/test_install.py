@@ -66,8 +66,8 @@ def test_the_wheel_holds_every_room_and_its_data(installed):
     assert where.startswith(site), f"harness imported from {where}, not from the installed wheel in {site}"
     for relative in ("harness/lab/data/001-vbridge.yaml", "harness/lab/data/shell/001-vbridge.sh",
                      "harness/vm/boxes.json", "harness/cni/profiles/bridge-portmap.conflist", "harness/cni/semantics.yaml",
-                     "harness/impl/catalogue.yaml", "harness/impl/expectations/cni-plugins@1.1.1.yaml",
-                     "harness/cni/spec/statements.yaml",
+                     "harness/cni/corpus/kubenet.conflist", "harness/impl/catalogue.yaml",
+                     "harness/impl/expectations/cni-plugins@1.1.1.yaml", "harness/cni/spec/statements.yaml",
                      "harness/kernel/sandbox.py", "harness/probe/engine.py", "harness/evidence/dump.py",
                      "harness/bench/run.py", "harness/vm/driver.py", "pytest_netconform/plugin.py",
                      "netconform_suites/test_veth.py", "netconform_suites/cni/test_spec.py"):

@@ -77,6 +77,20 @@ def profile_dir() -> str:
     return str(resources.files("harness.cni") / "profiles")
 
 
-def bundled_profiles() -> list[str]:
-    return sorted(os.path.join(profile_dir(), name) for name in os.listdir(profile_dir())
+def corpus_dir() -> str:
+    """Our versions of real runtimes' default configurations (containerd, CRI-O, Podman, kubenet, kind,
+    k3s); each file's ``_comment`` says where it comes from, corpus/README.md lists them."""
+    return str(resources.files("harness.cni") / "corpus")
+
+
+def configurations_in(folder: str) -> list[str]:
+    return sorted(os.path.join(folder, name) for name in os.listdir(folder)
                   if name.endswith((".conflist", ".conf", ".json")))
+
+
+def bundled_profiles() -> list[str]:
+    return configurations_in(profile_dir())
+
+
+def corpus() -> list[str]:
+    return configurations_in(corpus_dir())

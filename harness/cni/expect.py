@@ -425,3 +425,28 @@ def _renamed(name: str, index: int) -> str:
     stem = name.rstrip("0123456789")
     number = int(name[len(stem):] or 0)
     return f"{stem}{number + index}"
+
+
+def switched(network: NetworkConfig) -> bool:
+    """Whether pods share a Linux bridge (the bridge plugin): a learning switch, which floods a frame for
+    an unknown MAC to its other ports and sends one for a learned MAC out of that MAC's port only."""
+    return interface_plugin(network)["type"] == "bridge"
+
+
+def hairpin(network: NetworkConfig) -> bool:
+    """Whether the bridge sends a frame back out of the port it came in on (bridge's ``hairpinMode``,
+    default false: the kernel's default for a bridge port)."""
+    return switched(network) and _true(interface_plugin(network).get("hairpinMode", False))
+
+
+MTU_TYPES = ("bridge", "ptp", "macvlan", "ipvlan", "vlan")  # plugins whose ``mtu`` is the pod interface's
+
+
+def mtu(network: NetworkConfig) -> int | None:
+    """The MTU the configuration gives the pod's interface, or None when it sets none: the interface
+    plugin's ``mtu``, unless a later ``tuning`` plugin sets the interface's ``mtu``."""
+    tuning = plugin(network, "tuning")
+    if tuning is not None and tuning.get("mtu"):
+        return int(tuning["mtu"])
+    main = interface_plugin(network)
+    return int(main["mtu"]) if main["type"] in MTU_TYPES and main.get("mtu") else None

@@ -56,7 +56,7 @@ def test_every_known_type_cites_its_documentation_and_defaults_every_key():
     assert expect.known_types() == sorted(["bridge", "ptp", "macvlan", "ipvlan", "host-device", "vlan", "flannel",
                                            "tuning", "bandwidth", "portmap", "firewall", "netavark"])
     interface = {"bridge", "gateway", "default_route", "masquerade", "uplink_attached", "pods_reach_each_other",
-                 "pod_to_pod_hops", "isolated"}
+                 "pod_to_pod_hops", "isolated", "switched", "hairpin", "mtu"}
     for name, entry in data["types"].items():
         assert "cni.dev" in entry["doc"] or "containers/netavark" in entry["doc"], name
         assert all("default" in key and key.get("means") for key in entry["keys"].values()), name

@@ -428,18 +428,15 @@ def _renamed(name: str, index: int) -> str:
 
 
 def switched(network: NetworkConfig) -> bool:
-    """Whether pods share a Linux bridge (the bridge plugin): a learning switch, which floods a frame for
+    """Whether pods are ports of a learning switch (the bridge plugin's Linux bridge): it floods a frame for
     an unknown MAC to its other ports and sends one for a learned MAC out of that MAC's port only."""
-    return interface_plugin(network)["type"] == "bridge"
+    return bool(_promise(network, "switched"))
 
 
 def hairpin(network: NetworkConfig) -> bool:
-    """Whether the bridge sends a frame back out of the port it came in on (bridge's ``hairpinMode``,
+    """Whether the switch sends a frame back out of the port it came in on (bridge's ``hairpinMode``,
     default false: the kernel's default for a bridge port)."""
-    return switched(network) and _true(interface_plugin(network).get("hairpinMode", False))
-
-
-MTU_TYPES = ("bridge", "ptp", "macvlan", "ipvlan", "vlan")  # plugins whose ``mtu`` is the pod interface's
+    return switched(network) and bool(_promise(network, "hairpin"))
 
 
 def mtu(network: NetworkConfig) -> int | None:
@@ -448,5 +445,5 @@ def mtu(network: NetworkConfig) -> int | None:
     tuning = plugin(network, "tuning")
     if tuning is not None and tuning.get("mtu"):
         return int(tuning["mtu"])
-    main = interface_plugin(network)
-    return int(main["mtu"]) if main["type"] in MTU_TYPES and main.get("mtu") else None
+    value = _promise(network, "mtu")
+    return int(value) if value else None

@@ -47,12 +47,22 @@ def test_every_catalogue_expectations_file_loads_and_names_a_catalogue_build():
     (json.dumps({"deviations": [dict(ENTRY, versions="1.1.0")]}), "versions is a list of quoted cniVersions"),
     (json.dumps({"deviations": [dict(ENTRY, level="OUGHT")]}), "level is one of MUST, MUST NOT, SHOULD"),
     (json.dumps({"deviations": [dict(ENTRY, clause="")]}), "clause must be non-empty text"),
+    (json.dumps({"deviations": [dict(ENTRY, families=[5])]}), "families is a list of IP versions, 4 and/or 6"),
 ])
 def test_a_malformed_file_is_one_line_naming_the_file_and_the_entry(tmp_path, text, says):
     path = write(tmp_path, text)
     with pytest.raises(expectations.ExpectationsError) as caught:
         expectations.load(path)
     assert says in str(caught.value) and str(caught.value).startswith(path) and "\n" not in str(caught.value)
+
+
+def test_a_deviation_for_some_ip_versions_applies_only_to_configurations_of_those(tmp_path):
+    dual = expectations.load(write(tmp_path, json.dumps({"deviations": [dict(ENTRY, families=[6, 4])]})))[0]
+    assert dual.applies("error-cni-version", "gc-demo", "1.1.0", [4, 6])
+    assert not dual.applies("error-cni-version", "gc-demo", "1.1.0", [4])  # its twin: an IPv4-only configuration
+    anyway = expectations.load(write(tmp_path, json.dumps({"deviations": [ENTRY]})))[0]
+    assert anyway.applies("error-cni-version", "gc-demo", "1.1.0", [4]) and anyway.applies(
+        "error-cni-version", "gc-demo", "1.1.0", [4, 6])
 
 
 def test_a_missing_file_is_one_line(tmp_path):

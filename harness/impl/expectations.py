@@ -11,6 +11,8 @@ A file is a mapping with ``deviations``, a list of entries; each names
 - ``clause``: the spec's sentence it departs from, quoted, with ``level`` (MUST, SHOULD, ...)
   and ``spec`` (the SPEC.md tag the sentence is read from);
 - ``upstream``: the upstream issue, where there is one (``containernetworking/plugins#819``).
+- ``families``: ``[4, 6]`` when the deviation shows only for configurations with ranges of exactly those IP
+  versions (a dual-stack pod); without it, for any.
 
 A malformed file is one line naming the file and the entry.
 """
@@ -26,7 +28,7 @@ from harness.errors import NetconformError
 
 EXPECTATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "expectations")
 REQUIRED = ("case", "plugin", "versions", "signature", "does", "clause", "level", "spec")
-OPTIONAL = ("upstream",)
+OPTIONAL = ("upstream", "families")  # families: only for configurations with ranges of exactly these IP versions
 LEVELS = ("MUST", "MUST NOT", "SHOULD", "SHOULD NOT", "MAY")
 
 
@@ -47,8 +49,13 @@ class Deviation:
     spec: str
     source: str  # the file that lists it
     upstream: str = ""
+    families: tuple[int, ...] = ()  # () : whatever IP versions the configuration has
 
-    def applies(self, case: str, plugin: str, version: str) -> bool:
+    def applies(self, case: str, plugin: str, version: str, families: list[int] | None = None) -> bool:
+        """Whether this deviation is the one to expect of ``plugin`` in ``case`` at ``version``, for a
+        configuration with ranges of ``families`` (4, 6)."""
+        if self.families and families is not None and tuple(sorted(families)) != self.families:
+            return False
         return self.case == case and self.plugin in ("*", plugin) and version in self.versions
 
     def describe(self, plugin: str, implementation: str) -> str:
@@ -87,11 +94,14 @@ def load(path: str) -> list[Deviation]:
         if entry["level"] not in LEVELS:
             raise ExpectationsError(f"{name} ({entry['case']}): level is one of {', '.join(LEVELS)}, "
                                     f"not {entry['level']!r}")
-        texts = {key: entry[key] for key in (*REQUIRED, *OPTIONAL) if key in entry and key != "versions"}
+        families = entry.get("families", [])
+        if not isinstance(families, list) or not all(f in (4, 6) for f in families):
+            raise ExpectationsError(f"{name} ({entry['case']}): families is a list of IP versions, 4 and/or 6")
+        texts = {key: entry[key] for key in (*REQUIRED, *OPTIONAL) if key in entry and key not in ("versions", "families")}
         empty = [key for key, value in texts.items() if not isinstance(value, str) or not value.strip()]
         if empty:
             raise ExpectationsError(f"{name} ({entry['case']}): {', '.join(empty)} must be non-empty text")
-        deviations.append(Deviation(versions=tuple(versions), source=path, **texts))
+        deviations.append(Deviation(versions=tuple(versions), source=path, families=tuple(sorted(families)), **texts))
     return deviations
 
 

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from harness.cni import expect
 from harness.cni.reality import leftovers, mismatches, snapshot
 from harness.cni.runtime import CniError
 from harness.cni.schema import validate_error, validate_result, validate_version
@@ -44,7 +45,7 @@ def verdict(request, chain, case: str, version: str, problems: dict[str, list[st
     for plugin, lines in problems.items():
         claims = [line for line in lines if not line.startswith("  ")]
         implementation, deviations = known_deviations(request, chain, plugin)
-        for deviation in (d for d in deviations if d.applies(case, plugin, version)):
+        for deviation in (d for d in deviations if d.applies(case, plugin, version, expect.families(chain.network))):
             listed.append(deviation)
             if claims and all(deviation.signature in line for line in claims):
                 expected[plugin] = deviation.describe(plugin, implementation), implementation

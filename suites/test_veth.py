@@ -5,6 +5,7 @@ pair carries Ethernet frames with no IP configured, each end sees its peer's
 ifindex, and deleting one end (or its namespace) removes both.
 """
 import pytest
+from scapy.layers.l2 import ARP, Ether
 
 from pytest_netconform import lab_fixture
 from harness import QUIET_WINDOW, RTMGRP_LINK, NetlinkWatch, Port, delete_link, l2_frame, set_link
@@ -35,15 +36,26 @@ def rx_packets(lab, node, name):
 
 @pytest.mark.document("000", "创建和配置 veth")
 def test_veth_is_created_with_its_peer(veth_basics):
-    assert kind_of(veth_basics, "host", "veth0") == "veth"
-    assert kind_of(veth_basics, "my-namespace", "veth1") == "veth"
+    """The lab asked for a veth, so the link kinds alone would read back what it wrote;
+    the claim is the pairing: a frame sent into veth0 comes out of veth1 and nowhere else."""
+    probe = veth_basics.probe
+    probe.listen_all()
+    frame = l2_frame(veth_basics.mac("host", "veth0"), veth_basics.mac("my-namespace", "veth1"), "into the pair")
+    probe.send(VETH0, frame)
+    delivered = probe.expect_only([VETH1], frame)
+    assert delivered, delivered.format()
+    assert kind_of(veth_basics, "host", "veth0") == kind_of(veth_basics, "my-namespace", "veth1") == "veth"
 
 
-@pytest.mark.document("000", "创建和配置 veth")
+@pytest.mark.document("000", "创建和配置 veth: ip link set veth1 netns my-namespace")
 def test_one_end_lives_in_another_namespace(veth_basics):
+    """Where each end lives, as the kernel places it, shown by the namespaces' own stacks:
+    my-namespace answers ARP for 10.0.0.2 on veth1, and the host's veth0 is not in it."""
     host, other = links_in(veth_basics, "host"), links_in(veth_basics, "my-namespace")
     assert "veth0" in host and "veth1" not in host, f"host has {sorted(host)}"
     assert "veth1" in other and "veth0" not in other, f"my-namespace has {sorted(other)}"
+    reply = veth_basics.probe.arp(VETH0, "10.0.0.2")
+    assert reply is not None and reply.mac == veth_basics.mac("my-namespace", "veth1"), reply
 
 
 @pytest.mark.document("003", "示例1: ip -d link show / ethtool -S veth0")
@@ -62,10 +74,18 @@ def test_each_end_names_its_peer_ifindex(example1):
 def test_a_link_that_is_not_a_veth_names_no_peer(bridge_abc):
     # ifindexes are per namespace (veth0 and veth1 may both be 2), so "no peer" is the
     # absence of IFLA_LINK, not a different number.
+    # Its twin in the same lab: the host's veth1 does name its peer, and ethtool -S prints it,
+    # so the same two reads on br0 could only come back empty because br0 has no peer.
+    veth1 = bridge_abc.link("host", "veth1")
+    assert veth1.get_attr("IFLA_LINK") is not None, "veth1, a veth, names no peer: the read itself is broken"
+    veth_stats = bridge_abc.run("host", ["ethtool", "-S", "veth1"])
+    assert veth_stats.returncode == 0 and "peer_ifindex: " in veth_stats.stdout, (veth_stats.stdout, veth_stats.stderr)
     br0 = bridge_abc.link("host", "br0")
-    assert br0.get_attr("IFLA_LINK") is None
+    assert br0.get_attr("IFLA_LINK") is None, br0.get_attr("IFLA_LINK")
+    # A bridge has no driver statistics at all: ethtool refuses (EOPNOTSUPP, "no stats available").
     stats = bridge_abc.run("host", ["ethtool", "-S", "br0"])
-    assert "peer_ifindex" not in stats.stdout, stats.stdout
+    assert stats.returncode != 0 and "no stats available" in stats.stderr, (stats.returncode, stats.stdout,
+                                                                              stats.stderr)
 
 
 @pytest.mark.document("000", "veth 的特点: 二层设备, 无需 IP")
@@ -103,8 +123,16 @@ def test_ns1_and_ns2_ping_each_other_over_the_pair(request, lab):
 
 @pytest.mark.document("002", "veth pair 连接两个 namespace")
 def test_an_address_behind_no_link_gets_no_answer(veth_pair):
-    result = veth_pair.probe.ping("ns1", "192.168.1.3", timeout=QUIET_WINDOW)
+    # The twin of the pings above: the question for 192.168.1.3 crosses the pair (so the pair
+    # works) and nothing on the other side holds the address, so no answer comes back.
+    probe = veth_pair.probe
+    probe.listen_all()
+    result = probe.ping("ns1", "192.168.1.3", timeout=QUIET_WINDOW)
     assert not result, f"192.168.1.3 does not exist but answered from {result.reply_from}"
+    asked = probe.expect(Port("ns2", "veth-ns2"), Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, pdst="192.168.1.3"))
+    assert asked, "ns1's ARP request for 192.168.1.3 never crossed the pair\n" + probe.evidence(Port("ns2", "veth-ns2"))
+    answers = probe.expect_none(Port("ns1", "veth-ns1"), Ether() / ARP(op=2, psrc="192.168.1.3"))
+    assert answers == [], answers.format()
 
 
 @pytest.mark.document("003", "示例1: ip link delete veth0")

@@ -4,6 +4,7 @@ containers A, B, C), 001 (vbridge) and 004 (br0 as a layer-3 interface).
 import time
 
 import pytest
+from scapy.layers.l2 import ARP, Ether
 
 from pytest_netconform import lab_fixture
 from harness import DEADLINE, QUIET_WINDOW, RTMGRP_IPV4_ROUTE, NetlinkWatch, Port, address, bridge, l2_frame, set_link
@@ -156,8 +157,15 @@ def test_namespaces_ping_each_other_over_vbridge(vbridge, src, dst):
 @pytest.mark.document("001", "step2")
 def test_no_ping_crosses_a_port_that_is_down(vbridge):
     set_link(vbridge, "host", "veth-3-br", up=False)
-    result = vbridge.probe.ping("ns1", "192.168.28.3", timeout=QUIET_WINDOW)
+    probe = vbridge.probe
+    probe.listen_all()
+    result = probe.ping("ns1", "192.168.28.3", timeout=QUIET_WINDOW)
     assert not result, "ns3 answered through a bridge port that is down"
+    # Where it went: ns1's who-has reached vbridge, which flooded it to ns2 and its own stack,
+    # and not out of the port that is down, so ns3 never heard the question.
+    question = Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, pdst="192.168.28.3")
+    flooded = probe.expect_only([Port("host", "veth-1-br"), Port("host", "vbridge"), Port("ns2", "veth-2")], question)
+    assert flooded, flooded.format()
 
 
 @pytest.mark.document("001", "step3: ip addr add 192.168.28.5/24 dev vbridge")
@@ -207,5 +215,12 @@ def test_br0_is_a_layer3_interface_of_the_host(br0_004):
 @pytest.mark.document("004", "br0 也是主机的三层接口")
 def test_a_bridge_that_is_down_answers_nothing(br0_004):
     set_link(br0_004, "host", "br0", up=False)
-    result = br0_004.probe.ping("ns1", "192.168.1.10", timeout=QUIET_WINDOW)
+    probe = br0_004.probe
+    probe.listen_all()
+    result = probe.ping("ns1", "192.168.1.10", timeout=QUIET_WINDOW)
     assert not result, "br0 is down but answered"
+    # Where it went: ns1's who-has reached the bridge's port veth1_br and stopped there (the
+    # ports of a bridge that is down are disabled): neither br0's stack nor ns2 got it.
+    question = Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, pdst="192.168.1.10")
+    stopped = probe.expect_only([Port("host", "veth1_br")], question)
+    assert stopped, stopped.format()

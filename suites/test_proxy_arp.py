@@ -5,6 +5,8 @@ host routes out of another interface; pods on /32 addresses reach each other thr
 the host's routing with 169.254.1.1 as a gateway nobody owns.
 """
 import pytest
+from scapy.layers.inet import ICMP, IP
+from scapy.layers.l2 import ARP, Ether
 
 from pytest_netconform import lab_fixture
 from harness import QUIET_WINDOW, Port, write_sysctl
@@ -57,5 +59,15 @@ def test_pods_on_32_reach_each_other_through_host_routing(calico):
 @pytest.mark.document("000", "步骤 7")
 def test_pods_cannot_reach_each_other_without_proxy_arp(calico):
     set_proxy_arp(calico, "cali0001", 0)
-    result = calico.probe.ping("container1", "10.244.1.3", timeout=QUIET_WINDOW)
+    probe = calico.probe
+    probe.listen_all()
+    result = probe.ping("container1", "10.244.1.3", timeout=QUIET_WINDOW)
     assert not result, "container1 reached 10.244.1.3 without anyone answering ARP for its gateway"
+    # Where it went: the who-has for 169.254.1.1 reached the host's cali0001, which no longer
+    # answers it, so the echo never left container1 and the host sent nothing to container2.
+    asked = probe.expect(Port("host", "cali0001"), Ether() / ARP(op=1, pdst="169.254.1.1"))
+    assert asked, "container1's ARP request never reached the host\n" + asked.format()
+    for port, unwanted in ((POD1, Ether() / ARP(op=2, psrc="169.254.1.1")),
+                           (Port("host", "cali0002"), Ether() / IP(dst="10.244.1.3") / ICMP(type=8))):
+        strays = probe.expect_none(port, unwanted, inbound=port == POD1)
+        assert strays == [], strays.format()

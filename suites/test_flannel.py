@@ -153,7 +153,8 @@ def test_a_different_vni_on_node2_breaks_cross_node_delivery(request):
 
 
 @pytest.mark.requires("vxlan")
-@pytest.mark.document("004", "Flannel: FLANNEL_MTU=1450 (VXLAN 封装 50 字节)")
+@pytest.mark.document("004", "VXLAN 3. 数据封装: 使用 VXLAN 协议将原始数据包封装在 UDP 报文中 "
+                        "(1450 = 1500 - 50 is flannel's VXLAN MTU and the kernel's overhead; the document gives none)")
 def test_a_1450_byte_df_packet_crosses_in_a_1500_byte_underlay_packet(flannel_vxlan):
     probe = flannel_vxlan.probe
     probe.listen(UNDERLAY2)
@@ -190,7 +191,7 @@ def too_big_for_the_tunnel(lab, pod_mtu, refusal, size):
 
 
 @pytest.mark.requires("vxlan")
-@pytest.mark.document("004", "Flannel: FLANNEL_MTU=1450")
+@pytest.mark.document("004", "VXLAN 3. 数据封装 (flannel's VXLAN MTU 1450; the document shows only FLANNEL_MTU=1472)")
 @pytest.mark.parametrize("pod_mtu,refusal", [
     # The pod's eth0 has FLANNEL_MTU: its own kernel refuses the send (ping -M do: "message too long").
     pytest.param(None, "Message too long", id="the-pod-with-flannel-mtu-refuses-it-itself"),

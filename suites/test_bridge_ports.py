@@ -43,7 +43,8 @@ def teach_second_mac_on_port1(lab):
 
 # -- hairpin ---------------------------------------------------------------------------
 
-@pytest.mark.document("000", "工作机制 2. 转发 - 根据目标 MAC 查找出端口 (hairpin on: the kernel's option; the document has no hairpin)")
+@pytest.mark.document("000", "工作机制 2. 转发 - 根据目标 MAC 查找出端口 "
+                        "(hairpin on: the kernel's option; the document has no hairpin)")
 def test_hairpin_on_sends_a_frame_back_out_of_its_ingress_port(bridge_abc):
     probe = bridge_abc.probe
     probe.listen_all()
@@ -162,7 +163,8 @@ def isolate_ports_1_and_2(lab):
 
 
 @pytest.mark.requires("port_isolation")
-@pytest.mark.document("000", "Bridge vs 纯路由: | 广播域 | 共享广播域 | 隔离广播 | (port isolation is the kernel's; the document has none)")
+@pytest.mark.document("000", "Bridge vs 纯路由: | 广播域 | 共享广播域 | 隔离广播 | "
+                        "(port isolation is the kernel's; the document has none)")
 def test_isolated_ports_cannot_talk_to_each_other(bridge_abc):
     probe = bridge_abc.probe
     probe.listen_all()

@@ -40,24 +40,17 @@ NOBODY = {
 }
 
 
-def asks_for(target):
-    """An ARP who-has for ``target``, or an IP packet to it: the source's question, by either road."""
-    def asking(packet):
-        if packet.haslayer(ARP):
-            return packet[ARP].op == 1 and packet[ARP].pdst == target
-        return packet.haslayer(IP) and packet[IP].dst == target
-    asking.__name__ = f"asks_for_{target}"
-    return asking
+def about(target, asking: bool):
+    """The source's question for ``target`` (an ARP who-has for it, or an IP packet to it)
+    or, with ``asking`` False, an answer from it (an ARP is-at, or an IP packet from it)."""
+    op, arp_field, ip_field = (1, "pdst", "dst") if asking else (2, "psrc", "src")
 
-
-def answers_from(target):
-    """An ARP is-at for ``target``, or an IP packet from it."""
-    def answering(packet):
+    def matches(packet):
         if packet.haslayer(ARP):
-            return packet[ARP].op == 2 and packet[ARP].psrc == target
-        return packet.haslayer(IP) and packet[IP].src == target
-    answering.__name__ = f"answers_from_{target}"
-    return answering
+            return packet[ARP].op == op and getattr(packet[ARP], arp_field) == target
+        return packet.haslayer(IP) and getattr(packet[IP], ip_field) == target
+    matches.__name__ = f"{'asks_for' if asking else 'answers_from'}_{target}"
+    return matches
 
 
 @pytest.fixture
@@ -85,11 +78,11 @@ def test_an_address_nobody_holds_does_not_answer(lab):
     result = probe.ping(source, target, timeout=QUIET_WINDOW)
     assert not result, f"{lab.name}: {target} answered {source} from {result.reply_from}"
     # It was not for want of a link: the question reached the other side, and no answer came.
-    asked = probe.expect(asked_at, asks_for(target))
+    asked = probe.expect(asked_at, about(target, asking=True))
     assert asked, f"{lab.name}: {source}'s question for {target} never reached {asked_at}\n" + asked.format()
     for node, ifname in lab.lab.interfaces():
         if node == source:
-            answers = probe.expect_none(Port(node, ifname), answers_from(target))
+            answers = probe.expect_none(Port(node, ifname), about(target, asking=False))
             assert answers == [], answers.format()
 
 

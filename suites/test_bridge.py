@@ -8,6 +8,7 @@ from scapy.layers.l2 import ARP, Ether
 
 from pytest_netconform import lab_fixture
 from harness import DEADLINE, QUIET_WINDOW, RTMGRP_IPV4_ROUTE, NetlinkWatch, Port, address, bridge, l2_frame, set_link
+from harness.kernel.constants import RTPROT_KERNEL
 
 pytestmark = pytest.mark.area("bridge")
 
@@ -189,6 +190,10 @@ def test_host_reaches_the_namespaces_only_once_vbridge_has_an_address(vbridge):
 def test_ns1_reaches_the_host_address_only_with_its_default_route(vbridge):
     probe = vbridge.probe
     vbridge.ipr("ns1").route("del", dst="0.0.0.0/0")
+    # step3: "ns1中使用route -n，可以看到目前只有往192.168.28.0/24的路由表" - the kernel's one route.
+    left = [(f"{r.get_attr('RTA_DST')}/{r['dst_len']}", r["proto"])
+            for r in vbridge.ipr("ns1").get_routes(family=2, table=254)]
+    assert left == [("192.168.28.0/24", RTPROT_KERNEL)], left
     before = probe.ping("ns1", "192.168.17.10")
     assert not before and before.error == "Network is unreachable", before
     vbridge.ipr("ns1").route("add", dst="0.0.0.0/0", gateway="192.168.28.5")

@@ -97,8 +97,13 @@ def test_an_iptables_rule_in_ns1_does_not_filter_ns2(vbridge):
     assert listed.returncode == 0 and NS3 not in listed.stdout, listed.stdout
 
 
-@pytest.mark.document("001", "lines 106-108: #ns1 中的网卡， 目前只有lo / 1: lo: <LOOPBACK> ... state DOWN")
-def test_a_new_namespace_has_only_lo_and_it_is_down_until_set_up(fresh_namespace):
+@pytest.mark.parametrize("document", [
+    pytest.param("001", marks=pytest.mark.document(
+        "001", "lines 106-108: #ns1 中的网卡， 目前只有lo / 1: lo: <LOOPBACK> ... state DOWN")),
+    pytest.param("002", marks=pytest.mark.document(
+        "002", "lines 67-69: 网络命名空间中的lo接口默认是关闭的,需要启用: ip link set lo up")),
+])
+def test_a_new_namespace_has_only_lo_and_it_is_down_until_set_up(fresh_namespace, document):
     # What the kernel makes, not the lab: the namespace is made here and nothing is set in it.
     with ipr_in(fresh_namespace) as ipr:
         links = {link.get_attr("IFLA_IFNAME"): link for link in ipr.get_links()}

@@ -75,6 +75,10 @@ def test_001_before_forwarding_is_on_nothing_leaves_ens33(vbridge):
     for port in (ENS33, UPSTREAM):
         strays = probe.expect_none(port, Ether() / IP(dst="8.8.8.8") / ICMP(type=8), inbound=port == UPSTREAM)
         assert strays == [], strays.format()
+    # The twin (step 3's 细节, "如果是目的地址是一个本机地址，则...交由内核协议栈处理"): an address
+    # of the host itself, even on ens33, is answered without forwarding.
+    own = probe.ping("ns1", "192.168.17.10")
+    assert own and own.reply_from == "192.168.17.10", own
 
 
 @pytest.mark.document("001", "step4: 数据包的源地址是一个内网地址，因此无法回数据包")

@@ -138,6 +138,25 @@ def test_a_port_removed_with_nomaster_no_longer_gets_floods(bridge_abc):
     assert probe.expect_none(C, frame) == [], "veth3 left the bridge but C still got the flood"
 
 
+@pytest.mark.document("000", "Bridge 命令: # 删除 bridge / ip link del br0")
+def test_deleting_br0_frees_its_ports_and_stops_a_to_b(bridge_abc):
+    probe = bridge_abc.probe
+    probe.listen_all()
+    before = l2_frame(MAC_A, MAC_B, "A to B through br0")
+    probe.send(A, before)
+    assert probe.expect(B, before), "A to B did not cross br0 before it was deleted\n" + probe.evidence(B)
+    bridge_abc.ipr("host").link("del", index=bridge_abc.ifindex("host", "br0"))
+    masters = {port: bridge_abc.link("host", port).get_attr("IFLA_MASTER") for port in PORT_OF.values()}
+    assert set(masters.values()) == {None}, f"ports still enslaved after ip link del br0: {masters}"
+    after = l2_frame(MAC_A, MAC_B, "A to B without br0")
+    probe.send(A, after)
+    reached = probe.expect(Port("host", "veth1"), after)
+    assert reached, "A's frame did not reach the host's veth1\n" + reached.format()
+    for port in (B, C):
+        strays = probe.expect_none(port, after)
+        assert strays == [], strays.format()
+
+
 @pytest.mark.document("001", "step2: 端口 state disabled")
 def test_a_port_is_disabled_until_its_veth_is_up(vbridge):
     assert bridge.port_state(vbridge, "host", "veth-1-br") == "forwarding"

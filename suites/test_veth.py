@@ -4,11 +4,15 @@ Claims: veths are created in pairs, one end can live in another namespace, a
 pair carries Ethernet frames with no IP configured, each end sees its peer's
 ifindex, and deleting one end (or its namespace) removes both.
 """
+import errno
+import os
+
 import pytest
+from pyroute2.netlink.exceptions import NetlinkError
 from scapy.layers.l2 import ARP, Ether
 
 from pytest_netconform import lab_fixture
-from harness import QUIET_WINDOW, RTMGRP_LINK, NetlinkWatch, Port, delete_link, l2_frame, set_link
+from harness import QUIET_WINDOW, RTMGRP_LINK, NetlinkWatch, Port, address, delete_link, l2_frame, set_link
 
 pytestmark = pytest.mark.area("veth")
 
@@ -159,3 +163,45 @@ def test_deleting_a_namespace_removes_its_veths_and_their_peers(bridge_abc):
     assert gone, f"veth1 still on the host {NAMESPACE_CLEANUP_DEADLINE} s after container-a was deleted"
     # Only that namespace's pair goes: the other containers' pairs stay.
     assert {"veth2", "veth3"} <= links_in(bridge_abc, "host")
+
+
+@pytest.mark.document("000", "创建和配置 veth: ip link add veth0 type veth peer name veth1 / ip link set veth1 netns my-namespace")
+def test_an_end_moved_into_a_namespace_leaves_the_host_and_carries_frames(veth_basics):
+    # The lab makes veth1 in its namespace directly; here the pair is made again the document's
+    # way, both ends on the host first, then veth1 moved.
+    host = veth_basics.ipr("host")
+    delete_link(veth_basics, "host", "veth0")
+    host.link("add", ifname="veth0", kind="veth", peer="veth1")
+    assert {"veth0", "veth1"} <= links_in(veth_basics, "host")
+    before = veth_basics.probe.ping("my-namespace", "10.0.0.1")
+    assert not before and before.error == "Network is unreachable", before  # nothing in my-namespace yet
+    host.link("set", index=veth_basics.ifindex("host", "veth1"), net_ns_fd=veth_basics.fd("my-namespace"))
+    assert "veth1" not in links_in(veth_basics, "host") and "veth1" in links_in(veth_basics, "my-namespace")
+    address(veth_basics, "host", "veth0", "10.0.0.1/24")
+    address(veth_basics, "my-namespace", "veth1", "10.0.0.2/24")
+    set_link(veth_basics, "host", "veth0", up=True)
+    set_link(veth_basics, "my-namespace", "veth1", up=True)
+    after = veth_basics.probe.ping("my-namespace", "10.0.0.1")
+    assert after and after.reply_from == "10.0.0.1", after
+
+
+@pytest.mark.document("000", "veth 操作: ip link set <name> name <new-name>")
+def test_a_renamed_veth_keeps_its_peer_and_carries_frames(example1):
+    """The document gives the command only. Whether the link must be down is the kernel's:
+    before 6.2 a link that is up is refused (EBUSY); since 6.2 it is renamed live (commit
+    "net/core: Allow live renaming when an interface is up"). Checked as this kernel does it."""
+    ipr, index = example1.ipr("ns1"), example1.ifindex("ns1", "veth0")
+    live_rename = tuple(int(part) for part in os.uname().release.split(".")[:2]) >= (6, 2)
+    try:
+        ipr.link("set", index=index, ifname="veth0-renamed")
+    except NetlinkError as refused:
+        assert not live_rename and refused.code == errno.EBUSY, refused
+        set_link(example1, "ns1", "veth0", up=False)
+        ipr.link("set", index=index, ifname="veth0-renamed")
+        set_link(example1, "ns1", "veth0-renamed", up=True)
+    else:
+        assert live_rename, f"kernel {os.uname().release} renamed a link that is up"
+    renamed = example1.link("ns1", "veth0-renamed")
+    assert renamed["index"] == index and renamed.get_attr("IFLA_LINK") == example1.ifindex("ns2", "veth1")
+    result = example1.probe.ping("ns1", "192.168.1.2")
+    assert result, f"the renamed end no longer reaches its peer: {result.error}"

@@ -28,10 +28,15 @@ def test_container1_pings_the_internet(routed):
     assert result, result.error
 
 
-@pytest.mark.document("000", "步骤 6: MASQUERADE -s 10.0.1.0/24 -o eth0")
-@pytest.mark.parametrize("exchange", ["udp", "tcp"])
-def test_masquerade_rewrites_the_source_and_reverses_it_for_the_reply(routed, exchange):
-    result = getattr(routed.probe, exchange)("container1", "internet", "8.8.8.8", 53)
+@pytest.mark.parametrize("client", [
+    pytest.param("container1", marks=pytest.mark.document(
+        "000", "步骤 6: iptables -t nat -A POSTROUTING -s 10.0.1.0/24 -o eth0 -j MASQUERADE")),
+    pytest.param("container2", marks=pytest.mark.document(
+        "000", "步骤 6: iptables -t nat -A POSTROUTING -s 10.0.2.0/24 -o eth0 -j MASQUERADE")),
+])
+@pytest.mark.parametrize("exchange", ["udp", "tcp"])  # tcp: the document's `curl -s ifconfig.me`, a TCP exchange
+def test_masquerade_rewrites_the_source_and_reverses_it_for_the_reply(routed, client, exchange):
+    result = getattr(routed.probe, exchange)(client, "internet", "8.8.8.8", 53)
     assert result, result.error
     assert result.server_saw[0] == "192.168.1.100", f"the internet saw {result.server_saw}"
     assert result.client_saw == ("8.8.8.8", 53) and result.reply == b"netconform"

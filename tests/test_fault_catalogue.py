@@ -13,6 +13,7 @@ from pytest_netconform.faults import CATALOGUE
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KILL_TABLE = os.path.join(PROJECT, "reports", "kill-table.txt")
+SUITE_TIMEOUT = 900  # seconds: a whole suites/ run; pyproject's 120 s per test is for one test
 
 
 def run_suites(tmp_path, *extra) -> tuple[int, dict[str, str]]:
@@ -20,7 +21,7 @@ def run_suites(tmp_path, *extra) -> tuple[int, dict[str, str]]:
     junit = tmp_path / "junit.xml"
     done = subprocess.run([sys.executable, "-m", "pytest", "suites/", "-q", "-p", "no:cacheprovider",
                            "--ignore=suites/cni", "-n", "2", f"--junitxml={junit}", f"--basetemp={tmp_path / 'run'}",
-                           *extra], cwd=PROJECT, capture_output=True, text=True, timeout=900)
+                           *extra], cwd=PROJECT, capture_output=True, text=True, timeout=SUITE_TIMEOUT)
     outcomes = {}
     for case in ElementTree.parse(junit).getroot().iter("testcase"):
         name = f"{case.get('classname').rsplit('.', 1)[-1]}::{case.get('name')}"
@@ -32,12 +33,14 @@ def run_suites(tmp_path, *extra) -> tuple[int, dict[str, str]]:
     return done.returncode, outcomes
 
 
+@pytest.mark.timeout(SUITE_TIMEOUT)
 def test_the_unmodified_datapath_fails_nothing(tmp_path):
     code, outcomes = run_suites(tmp_path)
     bad = sorted(name for name, outcome in outcomes.items() if outcome in ("failure", "error"))
     assert code == 0 and not bad, f"false failures without any fault: {bad}"
 
 
+@pytest.mark.timeout(SUITE_TIMEOUT)
 @pytest.mark.parametrize("fault", sorted(CATALOGUE))
 def test_each_fault_is_caught_by_a_failing_test(fault, tmp_path):
     code, outcomes = run_suites(tmp_path, "--fault", fault)

@@ -95,7 +95,8 @@ def test_a_negative_window_counts_only_frames_that_match_the_probe(vbridge, repo
     probe.send(NS1, report)
     quiet = probe.expect_none(NS3, l2_frame(src, NS3_MAC, "never sent"))
     assert quiet == [], quiet.format()
-    assert [s.raw[:len(bytes(report))] for s in quiet.saw] == [bytes(report)], quiet.format()
+    # Seen among whatever else came (a real IGMP report from vbridge can come too): not counted.
+    assert bytes(report) in [s.raw[:len(bytes(report))] for s in quiet.saw], quiet.format()
 
 
 def test_a_port_not_listened_to_is_an_error_that_says_what_to_do(vbridge):
@@ -161,7 +162,6 @@ VERDICTS = textwrap.dedent('''
 
     vbridge = lab_fixture("001-vbridge")
     NS1, NS2, NS3 = Port("ns1", "veth-1"), Port("ns2", "veth-2"), Port("ns3", "veth-3")
-NS3_MAC = "02:00:00:00:03:03"
 
 
     def flood(lab):

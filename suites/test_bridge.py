@@ -4,9 +4,11 @@ containers A, B, C), 001 (vbridge) and 004 (br0 as a layer-3 interface).
 import time
 
 import pytest
+from scapy.layers.l2 import ARP, Ether
 
 from pytest_netconform import lab_fixture
 from harness import DEADLINE, QUIET_WINDOW, RTMGRP_IPV4_ROUTE, NetlinkWatch, Port, address, bridge, l2_frame, set_link
+from harness.kernel.constants import RTPROT_KERNEL
 
 pytestmark = pytest.mark.area("bridge")
 
@@ -136,6 +138,25 @@ def test_a_port_removed_with_nomaster_no_longer_gets_floods(bridge_abc):
     assert probe.expect_none(C, frame) == [], "veth3 left the bridge but C still got the flood"
 
 
+@pytest.mark.document("000", "Bridge 命令: # 删除 bridge / ip link del br0")
+def test_deleting_br0_frees_its_ports_and_stops_a_to_b(bridge_abc):
+    probe = bridge_abc.probe
+    probe.listen_all()
+    before = l2_frame(MAC_A, MAC_B, "A to B through br0")
+    probe.send(A, before)
+    assert probe.expect(B, before), "A to B did not cross br0 before it was deleted\n" + probe.evidence(B)
+    bridge_abc.ipr("host").link("del", index=bridge_abc.ifindex("host", "br0"))
+    masters = {port: bridge_abc.link("host", port).get_attr("IFLA_MASTER") for port in PORT_OF.values()}
+    assert set(masters.values()) == {None}, f"ports still enslaved after ip link del br0: {masters}"
+    after = l2_frame(MAC_A, MAC_B, "A to B without br0")
+    probe.send(A, after)
+    reached = probe.expect(Port("host", "veth1"), after)
+    assert reached, "A's frame did not reach the host's veth1\n" + reached.format()
+    for port in (B, C):
+        strays = probe.expect_none(port, after)
+        assert strays == [], strays.format()
+
+
 @pytest.mark.document("001", "step2: 端口 state disabled")
 def test_a_port_is_disabled_until_its_veth_is_up(vbridge):
     assert bridge.port_state(vbridge, "host", "veth-1-br") == "forwarding"
@@ -156,8 +177,15 @@ def test_namespaces_ping_each_other_over_vbridge(vbridge, src, dst):
 @pytest.mark.document("001", "step2")
 def test_no_ping_crosses_a_port_that_is_down(vbridge):
     set_link(vbridge, "host", "veth-3-br", up=False)
-    result = vbridge.probe.ping("ns1", "192.168.28.3", timeout=QUIET_WINDOW)
+    probe = vbridge.probe
+    probe.listen_all()
+    result = probe.ping("ns1", "192.168.28.3", timeout=QUIET_WINDOW)
     assert not result, "ns3 answered through a bridge port that is down"
+    # Where it went: ns1's who-has reached vbridge, which flooded it to ns2 and its own stack,
+    # and not out of the port that is down, so ns3 never heard the question.
+    question = Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, pdst="192.168.28.3")
+    flooded = probe.expect_only([Port("host", "veth-1-br"), Port("host", "vbridge"), Port("ns2", "veth-2")], question)
+    assert flooded, flooded.format()
 
 
 @pytest.mark.document("001", "step3: ip addr add 192.168.28.5/24 dev vbridge")
@@ -181,6 +209,10 @@ def test_host_reaches_the_namespaces_only_once_vbridge_has_an_address(vbridge):
 def test_ns1_reaches_the_host_address_only_with_its_default_route(vbridge):
     probe = vbridge.probe
     vbridge.ipr("ns1").route("del", dst="0.0.0.0/0")
+    # step3: "ns1中使用route -n，可以看到目前只有往192.168.28.0/24的路由表" - the kernel's one route.
+    left = [(f"{r.get_attr('RTA_DST')}/{r['dst_len']}", r["proto"])
+            for r in vbridge.ipr("ns1").get_routes(family=2, table=254)]
+    assert left == [("192.168.28.0/24", RTPROT_KERNEL)], left
     before = probe.ping("ns1", "192.168.17.10")
     assert not before and before.error == "Network is unreachable", before
     vbridge.ipr("ns1").route("add", dst="0.0.0.0/0", gateway="192.168.28.5")
@@ -207,5 +239,12 @@ def test_br0_is_a_layer3_interface_of_the_host(br0_004):
 @pytest.mark.document("004", "br0 也是主机的三层接口")
 def test_a_bridge_that_is_down_answers_nothing(br0_004):
     set_link(br0_004, "host", "br0", up=False)
-    result = br0_004.probe.ping("ns1", "192.168.1.10", timeout=QUIET_WINDOW)
+    probe = br0_004.probe
+    probe.listen_all()
+    result = probe.ping("ns1", "192.168.1.10", timeout=QUIET_WINDOW)
     assert not result, "br0 is down but answered"
+    # Where it went: ns1's who-has reached the bridge's port veth1_br and stopped there (the
+    # ports of a bridge that is down are disabled): neither br0's stack nor ns2 got it.
+    question = Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, pdst="192.168.1.10")
+    stopped = probe.expect_only([Port("host", "veth1_br")], question)
+    assert stopped, stopped.format()

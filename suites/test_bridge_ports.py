@@ -43,7 +43,8 @@ def teach_second_mac_on_port1(lab):
 
 # -- hairpin ---------------------------------------------------------------------------
 
-@pytest.mark.document("000", "Bridge 工作机制: 转发 (hairpin on)")
+@pytest.mark.document("000", "工作机制 2. 转发 - 根据目标 MAC 查找出端口 "
+                        "(hairpin on: the kernel's option; the document has no hairpin)")
 def test_hairpin_on_sends_a_frame_back_out_of_its_ingress_port(bridge_abc):
     probe = bridge_abc.probe
     probe.listen_all()
@@ -55,7 +56,7 @@ def test_hairpin_on_sends_a_frame_back_out_of_its_ingress_port(bridge_abc):
     assert probe.expect_none(B, frame) == [] and probe.expect_none(C, frame) == [], "a known unicast was flooded"
 
 
-@pytest.mark.document("000", "Bridge 工作机制: 转发 (hairpin off, the default)")
+@pytest.mark.document("000", "工作机制 2. 转发 - 根据目标 MAC 查找出端口 (hairpin off, the kernel's default)")
 def test_hairpin_off_drops_a_frame_for_its_own_ingress_port(bridge_abc):
     probe = bridge_abc.probe
     probe.listen_all()
@@ -162,7 +163,8 @@ def isolate_ports_1_and_2(lab):
 
 
 @pytest.mark.requires("port_isolation")
-@pytest.mark.document("000", "Bridge vs 纯路由: 广播域 (bridge link set dev veth1 isolated on)")
+@pytest.mark.document("000", "Bridge vs 纯路由: | 广播域 | 共享广播域 | 隔离广播 | "
+                        "(port isolation is the kernel's; the document has none)")
 def test_isolated_ports_cannot_talk_to_each_other(bridge_abc):
     probe = bridge_abc.probe
     probe.listen_all()
@@ -175,7 +177,7 @@ def test_isolated_ports_cannot_talk_to_each_other(bridge_abc):
 
 
 @pytest.mark.requires("port_isolation")
-@pytest.mark.document("000", "Bridge vs 纯路由: 广播域 (isolated ports and a non-isolated one)")
+@pytest.mark.document("000", "Bridge vs 纯路由: | 广播域 | 共享广播域 | (isolated ports and a non-isolated one: the kernel's)")
 def test_isolated_ports_still_talk_to_a_port_that_is_not_isolated(bridge_abc):
     probe = bridge_abc.probe
     probe.listen_all()

@@ -10,7 +10,7 @@ import socket
 
 import pytest
 from scapy.layers.inet import ICMP, IP, UDP
-from scapy.layers.l2 import Ether
+from scapy.layers.l2 import ARP, Ether
 
 from pytest_netconform import lab_fixture
 from harness import QUIET_WINDOW, Port, set_link
@@ -63,8 +63,19 @@ def test_the_container_pings(example2, dst):
 @pytest.mark.document("003", "示例2 步骤4: ip link set veth-host master br0")
 def test_with_veth_host_off_br0_the_gateway_does_not_answer(example2):
     set_link(example2, "host", "veth-host", nomaster=True)
-    result = example2.probe.ping("container-ns", GATEWAY, timeout=QUIET_WINDOW)
+    probe = example2.probe
+    probe.listen(VETH_CONT, Port("host", "veth-host"), Port("host", "br0"))
+    result = probe.ping("container-ns", GATEWAY, timeout=QUIET_WINDOW)
     assert not result, result
+    # Where it went: the host still owns 10.1.1.1 and answers ARP for it on veth-host (arp_ignore
+    # 0), so the echo reaches the host; its reply is routed by "10.1.1.0/24 dev br0", where the
+    # container no longer is: br0 asks for 10.1.1.2, and no reply comes back to the container.
+    reached = probe.expect(Port("host", "veth-host"), Ether() / IP(src=CONTAINER, dst=GATEWAY) / ICMP(type=8))
+    assert reached, "the echo never reached the host\n" + reached.format()
+    lost = probe.expect(Port("host", "br0"), Ether() / ARP(op=1, pdst=CONTAINER), inbound=False)
+    assert lost, "the host did not look for the container on br0\n" + lost.format()
+    strays = probe.expect_none(VETH_CONT, Ether() / IP(src=GATEWAY, dst=CONTAINER) / ICMP(type=0))
+    assert strays == [], strays.format()
 
 
 @pytest.mark.document("003", "示例2 步骤5: ip route add default via 10.1.1.1")

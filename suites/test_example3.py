@@ -8,6 +8,7 @@ from scapy.layers.l2 import Ether
 
 from pytest_netconform import lab_fixture
 from harness import QUIET_WINDOW, Port, write_sysctl
+from harness.kernel.constants import RTPROT_KERNEL
 
 pytestmark = pytest.mark.area("routing")
 
@@ -68,3 +69,15 @@ def test_after_the_ping_client1_neighbour_table_holds_the_router(example3):
 @pytest.mark.document("003", "示例3 步骤7: ip neigh show (before any traffic)")
 def test_before_any_traffic_client1_neighbour_table_is_empty(example3):
     assert neighbours(example3, "client1") == {}
+
+
+@pytest.mark.document("003", "示例3: ip netns exec router ip route show (only its two subnets, no default)")
+def test_the_router_routes_only_its_two_subnets(example3):
+    # The kernel's routes for the router's two addresses, and nothing else: what the document's
+    # `ip route show` prints. The lab writes the addresses, not these routes.
+    routes = sorted((f"{r.get_attr('RTA_DST')}/{r['dst_len']}", r["proto"])
+                    for r in example3.ipr("router").get_routes(family=2, table=254))
+    assert routes == [("10.0.1.0/24", RTPROT_KERNEL), ("10.0.2.0/24", RTPROT_KERNEL)], routes
+    # On the wire: anything else is unroutable there, and the router says so to client1.
+    result = example3.probe.ping("client1", "8.8.8.8")
+    assert not result and result.error == f"ICMP type 3 code 0 from {R1}", result

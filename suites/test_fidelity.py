@@ -4,12 +4,12 @@ The pings the documents run (``ip netns exec ns1 ping -c 3 192.168.28.2``...), a
 tables they print, compared as netlink data. Each lab's negative twin: the same source
 gets no answer from an address of the same subnet that nobody holds.
 """
-import ipaddress
-
 import pytest
+from scapy.layers.inet import ICMP, IP
+from scapy.layers.l2 import ARP, Ether
 
 from pytest_netconform.labs import build_for
-from harness import QUIET_WINDOW
+from harness import QUIET_WINDOW, Port
 
 pytestmark = pytest.mark.area("fidelity")
 
@@ -26,8 +26,31 @@ DOCUMENT_PINGS = {
     "003-example1": [("ns1", "192.168.1.2"), ("ns2", "192.168.1.1")],
     "004-br0": [("ns1", "192.168.1.12"), ("ns1", "192.168.1.10")],
 }
-# lab -> (node, the address nobody holds in the subnet of the node's first ping)
-NOBODY = {lab: (pings[0][0], str(ipaddress.ip_address(pings[0][1]) + 7)) for lab, pings in DOCUMENT_PINGS.items()}
+# lab -> (node, an address of its first ping's subnet that nobody holds, the port where the
+# node's question for it must arrive): the twin shows the question crossed the lab's links.
+NOBODY = {
+    "000-veth-basics": ("host", "10.0.0.9", Port("my-namespace", "veth1")),
+    "000-routed-containers": ("container1", "10.0.2.9", Port("host", "veth-c1")),
+    "000-calico": ("container1", "10.244.1.10", Port("host", "cali0001")),
+    "001-vbridge": ("ns1", "192.168.28.9", Port("ns2", "veth-2")),
+    "002-veth-pair": ("ns1", "192.168.1.9", Port("ns2", "veth-ns2")),
+    "002-br0": ("ns1", "192.168.1.9", Port("host", "br0")),
+    "003-example1": ("ns1", "192.168.1.9", Port("ns2", "veth1")),
+    "004-br0": ("ns1", "192.168.1.9", Port("ns2", "veth2_ns2")),
+}
+
+
+def about(target, asking: bool):
+    """The source's question for ``target`` (an ARP who-has for it, or an IP packet to it)
+    or, with ``asking`` False, an answer from it (an ARP is-at, or an IP packet from it)."""
+    op, arp_field, ip_field = (1, "pdst", "dst") if asking else (2, "psrc", "src")
+
+    def matches(packet):
+        if packet.haslayer(ARP):
+            return packet[ARP].op == op and getattr(packet[ARP], arp_field) == target
+        return packet.haslayer(IP) and getattr(packet[IP], ip_field) == target
+    matches.__name__ = f"{'asks_for' if asking else 'answers_from'}_{target}"
+    return matches
 
 
 @pytest.fixture
@@ -49,9 +72,18 @@ def test_the_documents_pings_answer(lab):
 
 @pytest.mark.parametrize("lab", sorted(DOCUMENT_PINGS), indirect=True)
 def test_an_address_nobody_holds_does_not_answer(lab):
-    source, target = NOBODY[lab.name]
-    result = lab.probe.ping(source, target, timeout=QUIET_WINDOW)
+    source, target, asked_at = NOBODY[lab.name]
+    probe = lab.probe
+    probe.listen_all()
+    result = probe.ping(source, target, timeout=QUIET_WINDOW)
     assert not result, f"{lab.name}: {target} answered {source} from {result.reply_from}"
+    # It was not for want of a link: the question reached the other side, and no answer came.
+    asked = probe.expect(asked_at, about(target, asking=True))
+    assert asked, f"{lab.name}: {source}'s question for {target} never reached {asked_at}\n" + asked.format()
+    for node, ifname in lab.lab.interfaces():
+        if node == source:
+            answers = probe.expect_none(Port(node, ifname), about(target, asking=False))
+            assert answers == [], answers.format()
 
 
 def main_table(lab, node):
@@ -84,12 +116,24 @@ def test_001_host_routing_table_reads_as_the_document_prints_it(lab):
 
 @pytest.mark.document("000", "步骤 7: ip route (Calico style)")
 @pytest.mark.parametrize("lab", ["000-calico"], indirect=True)
-def test_000_calico_tables_read_as_the_document_writes_them(lab):
-    # container1: 169.254.1.1 dev eth0 scope link; default via 169.254.1.1 dev eth0
-    assert main_table(lab, "container1") == sorted([
-        ("169.254.1.1/32", None, "eth0", BOOT, LINK, None),
-        ("default", "169.254.1.1", "eth0", BOOT, UNIVERSE, None)], key=str)
-    # host: 10.244.1.2 dev cali0001 scope link (and the uplink the lab adds)
-    host = main_table(lab, "host")
-    assert ("10.244.1.2/32", None, "cali0001", BOOT, LINK, None) in host
-    assert ("10.244.1.3/32", None, "cali0002", BOOT, LINK, None) in host
+def test_000_calico_routes_carry_a_pods_packet_as_the_document_writes_them(lab):
+    """The lab writes these routes itself, so reading them back proves nothing; what they
+    mean is checked on the wire instead:
+    container1: "169.254.1.1 dev eth0 scope link" and "default via 169.254.1.1 dev eth0",
+    so its echo to 10.244.1.3 leaves eth0 to the MAC that answered for 169.254.1.1
+    (cali0001's, by proxy ARP); host: "10.244.1.3 dev cali0002 scope link", so the host
+    resolves 10.244.1.3 itself on cali0002 and sends the echo out there, not to a gateway."""
+    probe = lab.probe
+    probe.listen_all()
+    result = probe.ping("container1", "10.244.1.3")
+    assert result, result.error
+    to_gateway = Ether(dst=lab.mac("host", "cali0001")) / IP(src="10.244.1.2", dst="10.244.1.3") / ICMP(type=8)
+    left = probe.expect(Port("container1", "eth0"), to_gateway, inbound=False)
+    assert left, left.format()
+    on_link = Ether(dst=lab.mac("container2", "eth0")) / IP(src="10.244.1.2", dst="10.244.1.3") / ICMP(type=8)
+    forwarded = probe.expect_only([Port("host", "cali0002")], on_link, inbound=False)
+    assert forwarded, forwarded.format()
+    # The reply takes "10.244.1.2 dev cali0001 scope link" back.
+    back = Ether(dst=lab.mac("container1", "eth0")) / IP(src="10.244.1.3", dst="10.244.1.2") / ICMP(type=0)
+    returned = probe.expect(Port("host", "cali0001"), back, inbound=False)
+    assert returned, returned.format()

@@ -11,7 +11,7 @@ from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
 
 from pytest_netconform import lab_fixture
-from harness import QUIET_WINDOW, Port, bridge
+from harness import QUIET_WINDOW, Port, bridge, l2_frame, set_link
 
 pytestmark = pytest.mark.area("macvlan")
 
@@ -23,6 +23,7 @@ mv_passthru = lab_fixture("004-macvlan-passthru")
 POD_A, POD_B, HOST_IP, GATEWAY = "192.168.10.10", "192.168.10.11", "192.168.10.2", "192.168.10.1"
 MAC1, MAC2, SWP1 = Port("pod-a", "mac1"), Port("pod-b", "mac2"), Port("switch", "swp1")
 NEW_MAC = "02:00:00:00:10:10"
+GATEWAY_MAC = "02:00:00:00:10:01"  # a source for frames the test sends from the switch
 
 
 def echo(src, dst, kind=8):
@@ -146,7 +147,19 @@ def test_bridge_mode_children_have_macs_of_their_own(mv_bridge):
     assert mac1 != parent
     assert mv_bridge.mac("pod-b", "mac2") not in (parent, mac1)
     mv_bridge.ipr("pod-a").link("set", index=mv_bridge.ifindex("pod-a", "mac1"), address=NEW_MAC)
-    assert (mv_bridge.mac("pod-a", "mac1"), mv_bridge.mac("host", "enp0s8")) == (NEW_MAC, parent)
+    assert mv_bridge.mac("host", "enp0s8") == parent
+    # Reading NEW_MAC back would only show what the test wrote: the parent must now hand a frame
+    # for NEW_MAC to mac1, and one for mac1's old MAC no longer.
+    probe = mv_bridge.probe
+    probe.listen(MAC1, MAC2)
+    to_new = l2_frame(GATEWAY_MAC, NEW_MAC, "to the new MAC")
+    probe.send(SWP1, to_new)
+    delivered = probe.expect_only([MAC1], to_new)
+    assert delivered, delivered.format()
+    to_old = l2_frame(GATEWAY_MAC, mac1, "to the old MAC")
+    probe.send(SWP1, to_old)
+    strays = probe.expect_none(MAC1, to_old)
+    assert strays == [], strays.format()
 
 
 @pytest.mark.document("004", "MACVLAN 模式: passthru (the child takes the parent's MAC)")
@@ -170,7 +183,16 @@ def test_passthru_parent_refuses_a_second_child(mv_passthru, mode):
 @pytest.mark.document("004", "MACVLAN: ip link add link enp0s8 dev mac2 type macvlan mode bridge")
 def test_bridge_mode_parent_takes_more_children(mv_bridge):
     add_child(mv_bridge, "mac3", "bridge")
-    assert mv_bridge.link("host", "mac3").get_attr("IFLA_LINK") == mv_bridge.ifindex("host", "enp0s8")
+    set_link(mv_bridge, "host", "mac3", up=True)
+    # The third child works as the first two do: the parent hands it the frames for its MAC, and
+    # only it (IFLA_LINK would only read back the parent the test named).
+    probe = mv_bridge.probe
+    mac3 = Port("host", "mac3")
+    probe.listen(MAC1, MAC2, mac3)
+    frame = l2_frame(GATEWAY_MAC, mv_bridge.mac("host", "mac3"), "to the third child")
+    probe.send(SWP1, frame)
+    delivered = probe.expect_only([mac3], frame)
+    assert delivered, delivered.format()
 
 
 @pytest.mark.document("004", "MACVLAN 模式: passthru (the child takes the parent's traffic)")
@@ -179,8 +201,15 @@ def test_passthru_child_takes_the_parents_traffic_over(mv_passthru):
     child = probe.ping("pod-a", GATEWAY)
     assert child, child.error
     # The switch answers the host at the shared MAC, and passthru hands every frame to the child.
+    probe.listen(SWP1, MAC1)
     host = probe.ping("host", GATEWAY, timeout=QUIET_WINDOW)
     assert not host, "the host still got answers on enp0s8 with a passthru child on it"
+    # Where it went: the host's question for the gateway reached the switch, and the switch's
+    # answer, to the shared MAC, went to the child mac1, not to the host.
+    asked = probe.expect(SWP1, Ether() / ARP(op=1, psrc=HOST_IP, pdst=GATEWAY))
+    assert asked, "the host's ARP request never reached the switch\n" + asked.format()
+    taken = probe.expect(MAC1, Ether() / ARP(op=2, psrc=GATEWAY, pdst=HOST_IP))
+    assert taken, "the switch's answer to the host did not go to the passthru child\n" + taken.format()
 
 
 @pytest.mark.document("004", "MACVLAN: mode bridge (the parent keeps its own traffic)")

@@ -5,14 +5,20 @@ host routes out of another interface; pods on /32 addresses reach each other thr
 the host's routing with 169.254.1.1 as a gateway nobody owns.
 """
 import pytest
+from scapy.layers.inet import ICMP, IP
+from scapy.layers.l2 import ARP, Ether
 
 from pytest_netconform import lab_fixture
-from harness import QUIET_WINDOW, Port, write_sysctl
+from harness import QUIET_WINDOW, Port, l2_frame, write_sysctl
 
 pytestmark = pytest.mark.area("proxy ARP")
 
 calico = lab_fixture("000-calico")
-POD1 = Port("container1", "eth0")
+POD1, POD2 = Port("container1", "eth0"), Port("container2", "eth0")
+
+
+def echo(src, dst):
+    return Ether() / IP(src=src, dst=dst) / ICMP(type=8)
 
 
 def set_proxy_arp(lab, ifname, value):
@@ -57,5 +63,66 @@ def test_pods_on_32_reach_each_other_through_host_routing(calico):
 @pytest.mark.document("000", "步骤 7")
 def test_pods_cannot_reach_each_other_without_proxy_arp(calico):
     set_proxy_arp(calico, "cali0001", 0)
-    result = calico.probe.ping("container1", "10.244.1.3", timeout=QUIET_WINDOW)
+    probe = calico.probe
+    probe.listen_all()
+    result = probe.ping("container1", "10.244.1.3", timeout=QUIET_WINDOW)
     assert not result, "container1 reached 10.244.1.3 without anyone answering ARP for its gateway"
+    # Where it went: the who-has for 169.254.1.1 reached the host's cali0001, which no longer
+    # answers it, so the echo never left container1 and the host sent nothing to container2.
+    asked = probe.expect(Port("host", "cali0001"), Ether() / ARP(op=1, pdst="169.254.1.1"))
+    assert asked, "container1's ARP request never reached the host\n" + asked.format()
+    for port, unwanted in ((POD1, Ether() / ARP(op=2, psrc="169.254.1.1")),
+                           (Port("host", "cali0002"), Ether() / IP(dst="10.244.1.3") / ICMP(type=8))):
+        strays = probe.expect_none(port, unwanted, inbound=port == POD1)
+        assert strays == [], strays.format()
+
+
+@pytest.mark.document("000", "Bridge vs 纯路由: | 广播域 | 共享广播域 | 隔离广播 | (纯路由, Calico)")
+def test_a_broadcast_from_container1_never_reaches_container2(calico):
+    probe = calico.probe
+    probe.listen_all()
+    broadcast = l2_frame(calico.mac("container1", "eth0"), "ff:ff:ff:ff:ff:ff", "broadcast from container1")
+    probe.send(POD1, broadcast)
+    reached = probe.expect(Port("host", "cali0001"), broadcast)
+    assert reached, "the broadcast did not even reach the host's cali0001\n" + reached.format()
+    strays = probe.expect_none(POD2, broadcast)
+    assert strays == [], "a broadcast crossed from container1 to container2\n" + strays.format()
+    # The twin: unicast IP between them is routed through the host, and arrives.
+    routed = probe.ping("container1", "10.244.1.3")
+    assert routed, routed.error
+
+
+@pytest.mark.document("000", "Bridge vs 纯路由: | 策略控制 | ... | 每个 veth 独立策略 |")
+def test_a_forward_drop_on_cali0002_blocks_container2_only(calico):
+    done = calico.run("host", ["iptables", "-A", "FORWARD", "-o", "cali0002", "-j", "DROP"])
+    assert done.returncode == 0, done.stderr
+    probe = calico.probe
+    probe.listen_all()
+    blocked = probe.ping("container1", "10.244.1.3", timeout=QUIET_WINDOW)
+    assert not blocked, "container2 answered through a FORWARD DROP on its veth"
+    reached = probe.expect(Port("host", "cali0001"), echo("10.244.1.2", "10.244.1.3"))
+    assert reached, "container1's echo never reached the host\n" + reached.format()
+    strays = probe.expect_none(Port("host", "cali0002"), echo("10.244.1.2", "10.244.1.3"), inbound=False)
+    assert strays == [], strays.format()
+    # Only container2: container1 still reaches the host's uplink address, and container2
+    # still reaches container1 (the policy is on the way into cali0002, not out of it).
+    assert probe.ping("container1", "192.168.1.100"), "container1 lost the host too"
+    out = probe.ping("container2", "10.244.1.2", timeout=QUIET_WINDOW)
+    assert not out, "container1's reply went out by cali0002 through the DROP"
+    left = probe.expect(Port("host", "cali0001"), echo("10.244.1.3", "10.244.1.2"), inbound=False)
+    assert left, "container2's echo was not forwarded to container1\n" + left.format()
+
+
+@pytest.mark.document("000", "步骤 7: ip route add 10.244.1.3 dev cali0002 scope link")
+def test_without_the_32_route_the_echo_leaves_by_the_default_route_not_cali0002(calico):
+    calico.ipr("host").route("del", dst="10.244.1.3/32", scope=253)
+    probe = calico.probe
+    probe.listen_all()
+    result = probe.ping("container1", "10.244.1.3", timeout=QUIET_WINDOW)
+    assert not result, "container2 answered without the host's route to it"
+    # Proxy ARP still answers for 169.254.1.1 (routed by the default route, out of eth0), so the
+    # echo reaches the host; the default route takes it out of eth0, and cali0002 sees nothing.
+    wrong_way = probe.expect(Port("host", "eth0"), echo("10.244.1.2", "10.244.1.3"), inbound=False)
+    assert wrong_way, "the echo did not leave by the default route\n" + wrong_way.format()
+    strays = probe.expect_none(Port("host", "cali0002"), echo("10.244.1.2", "10.244.1.3"), inbound=False)
+    assert strays == [], strays.format()

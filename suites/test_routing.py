@@ -16,6 +16,7 @@ routed = lab_fixture("000-routed-containers")
 
 EXITS = {"/32": Port("pod", "eth0"), "/24": Port("gw24", "eth0"), "/8": Port("gw8", "eth0"),
          "default": Port("gwdefault", "eth0"), "table 100": Port("gw100", "eth0")}
+HOST_FROM_LAN = Port("host", "eth0")  # where lan's packets reach the router
 
 
 def echo_to(dst, src=None):
@@ -50,13 +51,34 @@ def test_no_matching_route_is_network_unreachable(lpm):
 
 
 @pytest.mark.document("000", "路由类型详解: blackhole 192.168.0.0/16")
-def test_blackhole_drops_silently(lpm):
+def test_blackhole_refuses_local_traffic_with_einval(lpm):
     probe = lpm.probe
     probe.listen_all()
     result = probe.ping("host", "192.168.7.7", timeout=QUIET_WINDOW)
-    # Locally generated traffic to a blackhole route is refused at once (EINVAL); nothing leaves.
+    # Locally generated traffic to a blackhole route is refused at once (EINVAL): the host's
+    # own sender is told, so this is not the silent drop; nothing leaves by any exit.
     assert not result and result.error == "Invalid argument", result
-    assert all(probe.expect_none(port, echo_to("192.168.7.7")) == [] for port in EXITS.values())
+    for port in EXITS.values():
+        strays = probe.expect_none(port, echo_to("192.168.7.7"))
+        assert strays == [], strays.format()
+
+
+@pytest.mark.document("000", "路由类型详解: # 黑洞路由 blackhole 192.168.0.0/16")
+def test_blackhole_drops_forwarded_traffic_silently(lpm):
+    """The document names the route kind only; what it does is the kernel's (ip-route(8):
+    blackhole - "the packets are discarded silently"), measured for a packet the host forwards."""
+    probe = lpm.probe
+    probe.listen_all()
+    result = probe.ping("lan", "192.168.7.7", timeout=QUIET_WINDOW)
+    assert not result and result.error.startswith("no reply"), result
+    # It reached the router, left by no exit, and no ICMP error came back to lan: silently.
+    reached = probe.expect(HOST_FROM_LAN, echo_to("192.168.7.7", src="10.0.0.254"))
+    assert reached, "lan's echo never reached the host\n" + reached.format()
+    for port in EXITS.values():
+        strays = probe.expect_none(port, echo_to("192.168.7.7"))
+        assert strays == [], strays.format()
+    errors = probe.expect_none(Port("lan", "eth0"), Ether() / IP(dst="10.0.0.254") / ICMP(type=3))
+    assert errors == [], errors.format()
 
 
 @pytest.mark.document("000", "路由类型详解: blackhole")
@@ -100,7 +122,12 @@ def test_ip_forward_0_stops_forwarding(lpm):
     probe = lpm.probe
     probe.listen_all()
     probe.ping("lan", "172.31.0.1", timeout=QUIET_WINDOW)
-    assert all(probe.expect_none(port, echo_to("172.31.0.1")) == [] for port in EXITS.values())
+    # It reached the host and was dropped there: no exit carried it.
+    reached = probe.expect(HOST_FROM_LAN, echo_to("172.31.0.1"))
+    assert reached, "lan's echo never reached the host\n" + reached.format()
+    for port in EXITS.values():
+        strays = probe.expect_none(port, echo_to("172.31.0.1"))
+        assert strays == [], strays.format()
 
 
 @pytest.mark.document("000", "步骤 5: 测试容器间通信")

@@ -4,10 +4,15 @@ Claims: veths are created in pairs, one end can live in another namespace, a
 pair carries Ethernet frames with no IP configured, each end sees its peer's
 ifindex, and deleting one end (or its namespace) removes both.
 """
+import errno
+import os
+
 import pytest
+from pyroute2.netlink.exceptions import NetlinkError
+from scapy.layers.l2 import ARP, Ether
 
 from pytest_netconform import lab_fixture
-from harness import QUIET_WINDOW, RTMGRP_LINK, NetlinkWatch, Port, delete_link, l2_frame, set_link
+from harness import QUIET_WINDOW, RTMGRP_LINK, NetlinkWatch, Port, address, delete_link, l2_frame, set_link
 
 pytestmark = pytest.mark.area("veth")
 
@@ -35,15 +40,26 @@ def rx_packets(lab, node, name):
 
 @pytest.mark.document("000", "创建和配置 veth")
 def test_veth_is_created_with_its_peer(veth_basics):
-    assert kind_of(veth_basics, "host", "veth0") == "veth"
-    assert kind_of(veth_basics, "my-namespace", "veth1") == "veth"
+    """The lab asked for a veth, so the link kinds alone would read back what it wrote;
+    the claim is the pairing: a frame sent into veth0 comes out of veth1 and nowhere else."""
+    probe = veth_basics.probe
+    probe.listen_all()
+    frame = l2_frame(veth_basics.mac("host", "veth0"), veth_basics.mac("my-namespace", "veth1"), "into the pair")
+    probe.send(VETH0, frame)
+    delivered = probe.expect_only([VETH1], frame)
+    assert delivered, delivered.format()
+    assert kind_of(veth_basics, "host", "veth0") == kind_of(veth_basics, "my-namespace", "veth1") == "veth"
 
 
-@pytest.mark.document("000", "创建和配置 veth")
+@pytest.mark.document("000", "创建和配置 veth: ip link set veth1 netns my-namespace")
 def test_one_end_lives_in_another_namespace(veth_basics):
+    """Where each end lives, as the kernel places it, shown by the namespaces' own stacks:
+    my-namespace answers ARP for 10.0.0.2 on veth1, and the host's veth0 is not in it."""
     host, other = links_in(veth_basics, "host"), links_in(veth_basics, "my-namespace")
     assert "veth0" in host and "veth1" not in host, f"host has {sorted(host)}"
     assert "veth1" in other and "veth0" not in other, f"my-namespace has {sorted(other)}"
+    reply = veth_basics.probe.arp(VETH0, "10.0.0.2")
+    assert reply is not None and reply.mac == veth_basics.mac("my-namespace", "veth1"), reply
 
 
 @pytest.mark.document("003", "示例1: ip -d link show / ethtool -S veth0")
@@ -62,10 +78,18 @@ def test_each_end_names_its_peer_ifindex(example1):
 def test_a_link_that_is_not_a_veth_names_no_peer(bridge_abc):
     # ifindexes are per namespace (veth0 and veth1 may both be 2), so "no peer" is the
     # absence of IFLA_LINK, not a different number.
+    # Its twin in the same lab: the host's veth1 does name its peer, and ethtool -S prints it,
+    # so the same two reads on br0 could only come back empty because br0 has no peer.
+    veth1 = bridge_abc.link("host", "veth1")
+    assert veth1.get_attr("IFLA_LINK") is not None, "veth1, a veth, names no peer: the read itself is broken"
+    veth_stats = bridge_abc.run("host", ["ethtool", "-S", "veth1"])
+    assert veth_stats.returncode == 0 and "peer_ifindex: " in veth_stats.stdout, (veth_stats.stdout, veth_stats.stderr)
     br0 = bridge_abc.link("host", "br0")
-    assert br0.get_attr("IFLA_LINK") is None
+    assert br0.get_attr("IFLA_LINK") is None, br0.get_attr("IFLA_LINK")
+    # A bridge has no driver statistics at all: ethtool refuses (EOPNOTSUPP, "no stats available").
     stats = bridge_abc.run("host", ["ethtool", "-S", "br0"])
-    assert "peer_ifindex" not in stats.stdout, stats.stdout
+    assert stats.returncode != 0 and "no stats available" in stats.stderr, (stats.returncode, stats.stdout,
+                                                                              stats.stderr)
 
 
 @pytest.mark.document("000", "veth 的特点: 二层设备, 无需 IP")
@@ -103,8 +127,16 @@ def test_ns1_and_ns2_ping_each_other_over_the_pair(request, lab):
 
 @pytest.mark.document("002", "veth pair 连接两个 namespace")
 def test_an_address_behind_no_link_gets_no_answer(veth_pair):
-    result = veth_pair.probe.ping("ns1", "192.168.1.3", timeout=QUIET_WINDOW)
+    # The twin of the pings above: the question for 192.168.1.3 crosses the pair (so the pair
+    # works) and nothing on the other side holds the address, so no answer comes back.
+    probe = veth_pair.probe
+    probe.listen_all()
+    result = probe.ping("ns1", "192.168.1.3", timeout=QUIET_WINDOW)
     assert not result, f"192.168.1.3 does not exist but answered from {result.reply_from}"
+    asked = probe.expect(Port("ns2", "veth-ns2"), Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, pdst="192.168.1.3"))
+    assert asked, "ns1's ARP request for 192.168.1.3 never crossed the pair\n" + probe.evidence(Port("ns2", "veth-ns2"))
+    answers = probe.expect_none(Port("ns1", "veth-ns1"), Ether() / ARP(op=2, psrc="192.168.1.3"))
+    assert answers == [], answers.format()
 
 
 @pytest.mark.document("003", "示例1: ip link delete veth0")
@@ -131,3 +163,45 @@ def test_deleting_a_namespace_removes_its_veths_and_their_peers(bridge_abc):
     assert gone, f"veth1 still on the host {NAMESPACE_CLEANUP_DEADLINE} s after container-a was deleted"
     # Only that namespace's pair goes: the other containers' pairs stay.
     assert {"veth2", "veth3"} <= links_in(bridge_abc, "host")
+
+
+@pytest.mark.document("000", "创建和配置 veth: ip link add veth0 type veth peer name veth1 / ip link set veth1 netns my-namespace")
+def test_an_end_moved_into_a_namespace_leaves_the_host_and_carries_frames(veth_basics):
+    # The lab makes veth1 in its namespace directly; here the pair is made again the document's
+    # way, both ends on the host first, then veth1 moved.
+    host = veth_basics.ipr("host")
+    delete_link(veth_basics, "host", "veth0")
+    host.link("add", ifname="veth0", kind="veth", peer="veth1")
+    assert {"veth0", "veth1"} <= links_in(veth_basics, "host")
+    before = veth_basics.probe.ping("my-namespace", "10.0.0.1")
+    assert not before and before.error == "Network is unreachable", before  # nothing in my-namespace yet
+    host.link("set", index=veth_basics.ifindex("host", "veth1"), net_ns_fd=veth_basics.fd("my-namespace"))
+    assert "veth1" not in links_in(veth_basics, "host") and "veth1" in links_in(veth_basics, "my-namespace")
+    address(veth_basics, "host", "veth0", "10.0.0.1/24")
+    address(veth_basics, "my-namespace", "veth1", "10.0.0.2/24")
+    set_link(veth_basics, "host", "veth0", up=True)
+    set_link(veth_basics, "my-namespace", "veth1", up=True)
+    after = veth_basics.probe.ping("my-namespace", "10.0.0.1")
+    assert after and after.reply_from == "10.0.0.1", after
+
+
+@pytest.mark.document("000", "veth 操作: ip link set <name> name <new-name>")
+def test_a_renamed_veth_keeps_its_peer_and_carries_frames(example1):
+    """The document gives the command only. Whether the link must be down is the kernel's:
+    before 6.2 a link that is up is refused (EBUSY); since 6.2 it is renamed live (commit
+    "net/core: Allow live renaming when an interface is up"). Checked as this kernel does it."""
+    ipr, index = example1.ipr("ns1"), example1.ifindex("ns1", "veth0")
+    live_rename = tuple(int(part) for part in os.uname().release.split(".")[:2]) >= (6, 2)
+    try:
+        ipr.link("set", index=index, ifname="veth0-renamed")
+    except NetlinkError as refused:
+        assert not live_rename and refused.code == errno.EBUSY, refused
+        set_link(example1, "ns1", "veth0", up=False)
+        ipr.link("set", index=index, ifname="veth0-renamed")
+        set_link(example1, "ns1", "veth0-renamed", up=True)
+    else:
+        assert live_rename, f"kernel {os.uname().release} renamed a link that is up"
+    renamed = example1.link("ns1", "veth0-renamed")
+    assert renamed["index"] == index and renamed.get_attr("IFLA_LINK") == example1.ifindex("ns2", "veth1")
+    result = example1.probe.ping("ns1", "192.168.1.2")
+    assert result, f"the renamed end no longer reaches its peer: {result.error}"

@@ -23,6 +23,13 @@ PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KILL_TABLE = os.path.join(PROJECT, "reports", "kill-table.txt")
 CORPUS = ("kubenet",)  # a bridge configuration of the corpus (with portmap, kube-proxy's mark chain): the CNI faults' ground
 CNI_SUITES = ("suites/cni/test_spec.py",)  # left out: the spec suite checks the protocol, not the datapath
+# Faults whose change to a corpus configuration's labs is no change of its datapath (an equivalent
+# mutant there), with why; anywhere else they must still be caught.
+EQUIVALENT_IN_CORPUS = {
+    ("arp-ignore-strict", "kubenet"): "kubenet's gateway address is on cbr0, the interface its pods' ARP comes in by, "
+                                      "and the host's uplink address on eth0, where the internet's comes in: "
+                                      "arp_ignore=1 still answers both",
+}
 SUITE_TIMEOUT = 900  # seconds: a whole suites/ run; pyproject's 120 s per test is for one test
 
 
@@ -74,6 +81,8 @@ def test_each_fault_is_caught_by_a_failing_test(fault, tmp_path):
     assert caught, f"fault {fault} ({CATALOGUE[fault][0]}) was caught by no test" + (
         f"; errors: {errors[:5]}" if errors else "")
     for name in CORPUS:
+        if (fault, name) in EQUIVALENT_IN_CORPUS:
+            continue
         tests = of_configuration(name, outcomes)
         what = sorted({line for test in tests for line in broken[test]})
         assert not what or "failure" in tests.values(), \

@@ -11,6 +11,7 @@
     python -m harness topology LAB [--format dot]   a Mermaid (default) or Graphviz diagram
     python -m harness vm list                       the VM boxes (harness/vm/boxes.json)
     python -m harness vm box [RELEASE...]           build (or reuse) the offline boxes netconform/RELEASE
+    python -m harness vm clean [--all]              remove stale boxes from the cache (--all: every box, the .debs)
     python -m harness vm run NAME [--keep-vm] -- ARGS  run pytest ARGS in VM NAME; results in reports/vm/NAME
     python -m harness matrix [--boxes B..] [-- ARGS]  the suites in each offline box (kernel x builds), merged
     python -m harness impl list                     the implementations' builds (Debian releases) and their state
@@ -122,6 +123,14 @@ def _vm_box(args) -> str:
             raise LabError(f"vm box: {exc}") from None
         lines.append(f"{spec.box}: {path} ({time.monotonic() - start:.0f} s; added to Vagrant by `vm run {spec.name}`)\n")
     return "".join(lines)
+
+
+def _vm_clean(args) -> str:
+    from harness.vm import cache
+    removed = cache.clean(paths.require_checkout("vm clean"), everything=args.all)
+    lines = [f"removed {path} ({size / 2**20:.0f} MiB)\n" for path, size in removed]
+    total = sum(size for _, size in removed)
+    return "".join(lines) + f"netconform: vm clean: {len(removed)} removed, {total / 2**30:.1f} GiB freed\n"
 
 
 def _vm_run(args) -> str:
@@ -259,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     vm_box.add_argument("releases", nargs="*", metavar="RELEASE",
                         help="bullseye, bookworm (alias debian12), trixie, forky (default bookworm)")
     vm_box.set_defaults(run=_vm_box)
+    vm_clean = vm.add_parser("clean", help="remove the boxes this checkout's inputs no longer make (--all: every "
+                             "box and the cached .debs)")
+    vm_clean.add_argument("--all", action="store_true")
+    vm_clean.set_defaults(run=_vm_clean)
     vm_run = vm.add_parser("run", help="bring VM NAME up, run pytest there, bring the results back, destroy it")
     vm_run.add_argument("name", help="a box of `vm list` (bullseye, bookworm, trixie, forky: offline boxes built here)")
     vm_run.add_argument("--keep-vm", action="store_true", help="leave the VM running afterwards")

@@ -98,3 +98,27 @@ def test_a_release_whose_python_is_too_old_gets_a_newer_userland_and_its_own_ker
     for name in ("bookworm", "trixie", "forky"):
         own = box.RELEASES[name]
         assert own.foreign == () and {"linux-image-amd64", "netavark"} <= set(own.packages), name
+
+
+def test_vm_clean_removes_only_what_this_checkouts_inputs_no_longer_make(tmp_path, monkeypatch):
+    from harness.vm import cache
+    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    monkeypatch.setattr(box, "CACHE", str(tmp_path))
+    boxes_dir, vagrant_boxes = tmp_path / "boxes", tmp_path / "vagrant.d" / "boxes"
+    boxes_dir.mkdir()
+    (tmp_path / "debs").mkdir()
+    forky = box.RELEASES["forky"]
+    current = boxes_dir / f"netconform-forky-{box.box_key(project, forky)}.box"
+    old = [boxes_dir / "netconform-forky-000000000000.box", boxes_dir / "netconform-debian12-ead7ebbbca21.box"]
+    for path in (current, *old):
+        path.write_bytes(b"x" * 1024)
+    for release, key in (("forky", box.box_key(project, forky)), ("trixie", "000000000000")):
+        added = vagrant_boxes / f"netconform-VAGRANTSLASH-{release}" / "0" / "libvirt"
+        added.mkdir(parents=True)
+        (added / "netconform-box-key").write_text(key)
+    removed = [path for path, _ in cache.clean(project)]
+    assert removed == [str(old[1]), str(old[0]), str(vagrant_boxes / "netconform-VAGRANTSLASH-trixie")]
+    assert current.exists() and (vagrant_boxes / "netconform-VAGRANTSLASH-forky").exists()
+    assert cache.clean(project) == []  # nothing stale is left
+    everything = [path for path, _ in cache.clean(project, everything=True)]
+    assert everything == [str(current), str(vagrant_boxes / "netconform-VAGRANTSLASH-forky"), str(tmp_path / "debs")]

@@ -27,7 +27,8 @@ def write_cell(root, name, outcomes):
             status = "unknown"
         (allure / f"{name}-{number}-result.json").write_text(json.dumps(
             {"name": full_name, "fullName": full_name, "status": status, "labels": labels}))
-    (allure / "environment.properties").write_text("kernel=ignored\n")
+    (allure / "environment.properties").write_text("kernel=ignored\ncni-plugins=0.9.0-1+b6\n"
+                                                   "netavark=dpkg-query: no packages found matching netavark\n")
     (results / "junit.xml").write_text('<?xml version="1.0"?><testsuites><testsuite name="pytest" tests="1">'
                                        '<testcase classname="suites.test_vlan" name="test_x"/></testsuite></testsuites>')
     return matrix.Cell(name, str(results), record=VmRun(name, exit_code=0, kernel=f"{name}-kernel"))
@@ -40,6 +41,7 @@ def test_each_cells_results_carry_its_kernel_and_the_view_lists_differences_firs
     newer = write_cell(tmp_path, "forky", {("suites.test_vlan#test_a", "VLAN"): "passed",
                                            ("suites.test_vlan#test_b", "VLAN"): "passed",
                                            ("suites.cni#test_c", "CNI"): "passed"})
+    assert matrix.builds_of(older.results) == "cni-plugins 0.9.0-1+b6, netavark none"  # as the VM's dpkg says
     for cell in (older, newer):
         cell.labels = {"kernel": cell.record.kernel, "release": cell.box, "vm": cell.box}
         assert matrix.label_results(cell.results, cell.labels) == 3

@@ -80,10 +80,11 @@ def differences_text(differing: dict[str, dict[str, str]], across: str = "kernel
 
 
 def kernel_matrix_text(results_dir: str) -> str:
-    """The matrix run's terminal view: the cross-kernel differences first, then kernel x area,
-    kernel x implementation."""
+    """The matrix run's terminal view: the cross-kernel differences first (each kernel with its
+    release's builds), then kernel x area, kernel x builds, kernel x implementation."""
     return "\n\n".join([differences_text(differences(results_dir, "kernel")),
                          matrix_text(matrix(results_dir, ("kernel", "epic")), "kernel | area"),
+                         matrix_text(matrix(results_dir, ("kernel", "builds")), "kernel | builds"),
                          matrix_text(matrix(results_dir, ("kernel", "implementation")), "kernel | implementation")])
 
 

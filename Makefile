@@ -5,6 +5,8 @@
 #   make bench         the speed benchmark (reports/bench.json)
 #   make corpus        the CNI suites over real runtimes' default configurations, on every CNI build
 #   make soak          the suites SOAK_RUNS times in a row with every core kept busy (reports/soak.json)
+#   make matrix        the kernel matrix: the suites in a VM of each Debian release (its kernel, its
+#                      builds), merged into reports/matrix (one report, one kernel x area view)
 # Both are idempotent: a second run installs nothing and goes straight to the tests.
 
 PYTHON      ?= /usr/bin/python3
@@ -29,7 +31,7 @@ PYTEST      := $(VENV)/bin/pytest
 REPORT_ARGS  = --alluredir reports/allure-results --clean-alluredir --junitxml reports/junit.xml
 
 .PHONY: setup setup-check system-packages check-packages vm-packages report-tools conformance check vm-check corpus \
-        bench soak clean
+        matrix bench soak clean
 
 setup: system-packages $(VENV)/.installed report-tools
 
@@ -82,7 +84,8 @@ check: setup-check
 	$(PY) -m harness.bench.soak --runs $(CHECK_SOAK_RUNS) -- suites -n $(WORKERS) || status=$$?; \
 	$(MAKE) --no-print-directory vm-check || status=$$?; exit $$status
 
-# Build or reuse the offline box, run the VM smoke subset in it, results in reports/vm/debian12.
+# Build or reuse the offline boxes of bookworm (6.1) and forky (7.2), run the VM smoke subset in
+# each, results in reports/vm-check.
 vm-check: setup-check
 	$(PYTEST) tests/ -m vm -v -s
 
@@ -93,6 +96,11 @@ corpus: setup
 	@status=0; $(PYTEST) suites/cni --cni-corpus -n $(WORKERS) -q || status=$$?; \
 	$(PYTEST) suites/cni --cni-corpus -n $(WORKERS) -q $(foreach impl,$(CORPUS_IMPLS),--impl $(impl)) || status=$$?; \
 	exit $$status
+
+# Every release's box in turn (BOXES), the default subset harness/vm/matrix.py measured for TCG.
+BOXES ?= bullseye bookworm trixie forky
+matrix: setup report-tools vm-packages
+	$(PY) -m harness matrix --boxes $(BOXES)
 
 bench: setup
 	$(PY) -m harness.bench

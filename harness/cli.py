@@ -10,8 +10,10 @@
     python -m harness teardown LAB                  the script that removes it again
     python -m harness topology LAB [--format dot]   a Mermaid (default) or Graphviz diagram
     python -m harness vm list                       the VM boxes (harness/vm/boxes.json)
-    python -m harness vm box                        build (or reuse) and add the offline box netconform/debian12
+    python -m harness vm box [RELEASE...]           build (or reuse) the offline boxes netconform/RELEASE
+    python -m harness vm clean [--all]              remove stale boxes from the cache (--all: every box, the .debs)
     python -m harness vm run NAME [--keep-vm] -- ARGS  run pytest ARGS in VM NAME; results in reports/vm/NAME
+    python -m harness matrix [--boxes B..] [-- ARGS]  the suites in each offline box (kernel x builds), merged
     python -m harness impl list                     the implementations' builds (Debian releases) and their state
     python -m harness impl fetch NAME@VERSION       fetch one into the cache (private apt state; nothing installed)
     python -m harness spec coverage                 every normative statement of the CNI spec and the tests
@@ -113,12 +115,24 @@ def _vm_box(args) -> str:
 
     from harness.errors import VmError
     from harness.vm import box
-    start = time.monotonic()
-    try:
-        path = box.build(paths.require_checkout("vm box"))
-    except VmError as exc:
-        raise LabError(f"vm box: {exc}") from None
-    return f"{box.BOX_NAME}: {path} ({time.monotonic() - start:.0f} s; added to Vagrant by `vm run debian12`)\n"
+    lines = []
+    for name in args.releases or ["bookworm"]:
+        start = time.monotonic()
+        try:
+            spec = box.release(name)
+            path = box.build(paths.require_checkout("vm box"), spec.name)
+        except VmError as exc:
+            raise LabError(f"vm box: {exc}") from None
+        lines.append(f"{spec.box}: {path} ({time.monotonic() - start:.0f} s; added to Vagrant by `vm run {spec.name}`)\n")
+    return "".join(lines)
+
+
+def _vm_clean(args) -> str:
+    from harness.vm import cache
+    removed = cache.clean(paths.require_checkout("vm clean"), everything=args.all)
+    lines = [f"removed {path} ({size / 2**20:.0f} MiB)\n" for path, size in removed]
+    total = sum(size for _, size in removed)
+    return "".join(lines) + f"netconform: vm clean: {len(removed)} removed, {total / 2**30:.1f} GiB freed\n"
 
 
 def _vm_run(args) -> str:
@@ -150,6 +164,40 @@ def _vm_run(args) -> str:
           f"results in {record.results}; {fate}", file=sys.stderr)
     if record.exit_code:
         raise SystemExit(record.exit_code)
+    return ""
+
+
+def _matrix(args) -> str:
+    import signal
+
+    from harness.evidence.matrix import kernel_matrix_text, render_html
+    from harness.vm import matrix
+
+    def terminated(signum, frame):  # a CI timeout: the running cell still destroys its VM (finally)
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, terminated)
+    rest = args.pytest_args
+    pytest_args = rest[rest.index("--") + 1:] if "--" in rest else matrix.DEFAULT_ARGS
+    project = paths.require_checkout("matrix")
+    root = os.path.abspath(args.results)
+    cells = matrix.run(args.boxes or list(matrix.DEFAULT_BOXES), list(pytest_args), project, root)
+    lines = []
+    for cell in cells:
+        if cell.record is None:
+            lines.append(f"{cell.box}: did not run: {cell.error}")
+            continue
+        times = ", ".join(f"{what} {seconds:g} s" for what, seconds in cell.record.times.items())
+        lines.append(f"{cell.box} (kernel {cell.record.kernel}): pytest exit {cell.record.exit_code}; {times}")
+    merged = os.path.join(root, "allure-results")
+    view = kernel_matrix_text(merged)
+    try:
+        html = f"HTML report: {render_html(merged, os.path.join(root, 'html'), args.tools)}"
+    except (FileNotFoundError, RuntimeError) as exc:
+        html = f"no HTML report: {exc}"
+    print("\n".join(lines) + f"\n\n{view}\n\n{html}")
+    failed = [cell for cell in cells if cell.record is None or cell.record.exit_code not in (0, None)]
+    if failed:
+        raise SystemExit(3 if any(cell.record is None for cell in failed) else 1)
     return ""
 
 
@@ -223,13 +271,28 @@ def main(argv: list[str] | None = None) -> int:
     draw.set_defaults(run=lambda args: topology(load_lab(args.lab), args.format))
     vm = commands.add_parser("vm", help="run the suites in Vagrant VMs").add_subparsers(dest="action", required=True)
     vm.add_parser("list", help="the VM boxes").set_defaults(run=_vm_list)
-    vm.add_parser("box", help="build (or reuse) the offline box netconform/debian12").set_defaults(run=_vm_box)
+    vm_box = vm.add_parser("box", help="build (or reuse) the offline boxes netconform/RELEASE")
+    vm_box.add_argument("releases", nargs="*", metavar="RELEASE",
+                        help="bullseye, bookworm (alias debian12), trixie, forky (default bookworm)")
+    vm_box.set_defaults(run=_vm_box)
+    vm_clean = vm.add_parser("clean", help="remove the boxes this checkout's inputs no longer make (--all: every "
+                             "box and the cached .debs)")
+    vm_clean.add_argument("--all", action="store_true")
+    vm_clean.set_defaults(run=_vm_clean)
     vm_run = vm.add_parser("run", help="bring VM NAME up, run pytest there, bring the results back, destroy it")
-    vm_run.add_argument("name", help="a box of `vm list` (debian12: the offline box, built here)")
+    vm_run.add_argument("name", help="a box of `vm list` (bullseye, bookworm, trixie, forky: offline boxes built here)")
     vm_run.add_argument("--keep-vm", action="store_true", help="leave the VM running afterwards")
     vm_run.add_argument("--results", help="where the results go (default reports/vm/NAME)")
     vm_run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then pytest's arguments")
     vm_run.set_defaults(run=_vm_run)
+    kernels = commands.add_parser("matrix", help="the suites in each offline box (a kernel and its release's "
+                                  "builds), merged into one report and one kernel x area view")
+    kernels.add_argument("--boxes", nargs="+", metavar="BOX", help="default: bullseye bookworm trixie forky")
+    kernels.add_argument("--results", default="reports/matrix", help="where the cells' results go")
+    kernels.add_argument("--tools", default=".tools", help="where npm installed allure")
+    kernels.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then pytest's arguments (default: "
+                         "the measured TCG subset, harness/vm/matrix.py)")
+    kernels.set_defaults(run=_matrix)
     impl = commands.add_parser("impl", help="the implementations' builds netconform validates").add_subparsers(
         dest="action", required=True)
     impl.add_parser("list", help="every build of the catalogue, and whether it is fetched").set_defaults(run=_impl_list)

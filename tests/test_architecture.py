@@ -20,7 +20,7 @@ MAY_IMPORT = {
     "emulate": {"kernel"},
     "evidence": {"kernel", "lab"},
     "cni": {"kernel", "lab", "backends"},  # its backends subclass harness.backends.base
-    "vm": {"kernel"},
+    "vm": {"kernel", "impl"},  # impl: a box installs its release's builds from the archive fetch.py reads
     "backends": {"kernel", "lab", "probe"},  # never cni: the CNI backends come in as entry points
     "bench": {"kernel", "lab", "probe", "evidence", "cni", "backends", "emulate", "impl"},  # impl: times each build
 }

@@ -26,16 +26,68 @@ def outcome(result: dict) -> str:
     return result.get("status", "unknown")
 
 
-def matrix(results_dir: str, by: str = "epic") -> dict[str, Counter]:
-    """Outcome counts per row: per area (the ``epic`` label) or per ``implementation``."""
-    table: dict[str, Counter] = defaultdict(Counter)
-    for path in glob.glob(os.path.join(results_dir, "*-result.json")):
+def results(results_dir: str):
+    """allure-pytest's results in ``results_dir``, one dict each."""
+    for path in sorted(glob.glob(os.path.join(results_dir, "*-result.json"))):
         with open(path, encoding="utf-8") as handle:
-            result = json.load(handle)
-        fallback = "other" if by == "epic" else "reference labs"
-        row = next((label["value"] for label in result.get("labels", []) if label["name"] == by), fallback)
-        table[row][outcome(result)] += 1
+            yield json.load(handle)
+
+
+def label_of(result: dict, name: str) -> str:
+    fallback = {"epic": "other", "implementation": "reference labs"}.get(name, "unknown")
+    return next((label["value"] for label in result.get("labels", []) if label["name"] == name), fallback)
+
+
+def matrix(results_dir: str, by: str | tuple[str, ...] = "epic") -> dict[str, Counter]:
+    """Outcome counts per row: per area (the ``epic`` label), per ``implementation``, per any label,
+    or per a tuple of labels (``("kernel", "epic")``: kernel x area, one row per pair)."""
+    names = (by,) if isinstance(by, str) else by
+    table: dict[str, Counter] = defaultdict(Counter)
+    for result in results(results_dir):
+        table[" | ".join(label_of(result, name) for name in names)][outcome(result)] += 1
     return dict(sorted(table.items()))
+
+
+def test_key(result: dict) -> str:
+    """A test across cells: its full name and parameters (allure-pytest's own identity of it)."""
+    parameters = ",".join(f"{p['name']}={p['value']}" for p in result.get("parameters", []))
+    return result.get("fullName", result.get("name", "?")) + (f"[{parameters}]" if parameters else "")
+
+
+def differences(results_dir: str, across: str = "kernel") -> dict[str, dict[str, str]]:
+    """Every test whose outcome is not the same in every value of ``across`` (a kernel, a build):
+    test -> {value: outcome}; a test missing from a cell counts as ``not run`` there."""
+    seen: dict[str, dict[str, str]] = defaultdict(dict)
+    values = set()
+    for result in results(results_dir):
+        value = label_of(result, across)
+        values.add(value)
+        seen[test_key(result)][value] = outcome(result)
+    differing = {}
+    for test, by_value in sorted(seen.items()):
+        row = {value: by_value.get(value, "not run") for value in sorted(values)}
+        if len(set(row.values())) > 1:
+            differing[test] = row
+    return differing
+
+
+def differences_text(differing: dict[str, dict[str, str]], across: str = "kernel") -> str:
+    if not differing:
+        return f"no test's outcome differs between {across}s"
+    lines = [f"{len(differing)} tests whose outcome differs between {across}s:"]
+    for test, row in differing.items():
+        lines.append(f"  {test}")
+        lines.append("    " + "; ".join(f"{value}: {result}" for value, result in row.items()))
+    return "\n".join(lines)
+
+
+def kernel_matrix_text(results_dir: str) -> str:
+    """The matrix run's terminal view: the cross-kernel differences first (each kernel with its
+    release's builds), then kernel x area, kernel x builds, kernel x implementation."""
+    return "\n\n".join([differences_text(differences(results_dir, "kernel")),
+                         matrix_text(matrix(results_dir, ("kernel", "epic")), "kernel | area"),
+                         matrix_text(matrix(results_dir, ("kernel", "builds")), "kernel | builds"),
+                         matrix_text(matrix(results_dir, ("kernel", "implementation")), "kernel | implementation")])
 
 
 def matrix_text(table: dict[str, Counter], heading: str = "area") -> str:

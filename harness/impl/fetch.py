@@ -130,15 +130,19 @@ def machine_archive(apt_dir: str = "/etc/apt") -> tuple[str, str]:
 
 # ------------------------------------------------------------------ apt, privately
 
-def _apt_options(release: str) -> list[str]:
+def apt_options(release: str, status: str = "/dev/null") -> list[str]:
+    """apt's options for ``release``'s private state directory; ``status`` is the dpkg status apt
+    resolves against (none by default; a box's rootfs when the box builder installs there)."""
     state = os.path.join(cache_dir(), "apt", release)
     return ["-o", f"Dir::Etc::sourcelist={state}/sources.list", "-o", "Dir::Etc::sourceparts=-",
             "-o", f"Dir::State::lists={state}/lists", "-o", f"Dir::Cache={state}/cache",
-            "-o", "Dir::State::status=/dev/null", "-o", "APT::Sandbox::User=root",
+            "-o", f"Dir::State::status={status}", "-o", "APT::Sandbox::User=root",
             "-o", "Acquire::Languages=none", "-q"]
 
 
-def _run_apt(argv: list[str], what: str, build: Build, preexec=None, cwd: str | None = None) -> str:
+
+def run_apt(argv: list[str], what: str, who: str, preexec=None, cwd: str | None = None) -> str:
+    """Run apt; its failure is one line naming ``who`` (a build, a box) and apt's own last error."""
     if preexec is not None and cwd is not None:
         outer = preexec
 
@@ -149,13 +153,14 @@ def _run_apt(argv: list[str], what: str, build: Build, preexec=None, cwd: str | 
         done = subprocess.run(argv, capture_output=True, text=True, timeout=APT_TIMEOUT, cwd=cwd,
                               preexec_fn=preexec, env=dict(os.environ, LANG="C", DEBIAN_FRONTEND="noninteractive"))
     except FileNotFoundError:
-        raise FetchError(f"{build.id}: {argv[0]} is not installed (netconform fetches builds with apt)") from None
+        raise FetchError(f"{who}: {argv[0]} is not installed (netconform fetches builds with apt)") from None
     except subprocess.TimeoutExpired:
-        raise FetchError(f"{build.id}: {what} took longer than {APT_TIMEOUT} s") from None
+        raise FetchError(f"{who}: {what} took longer than {APT_TIMEOUT} s") from None
     if done.returncode != 0:
         errors = [line for line in done.stderr.splitlines() if line.startswith(("E:", "W:"))] or done.stderr.splitlines()
-        raise FetchError(f"{build.id}: {what} failed: {(errors or ['exit %d' % done.returncode])[-1].strip()}")
+        raise FetchError(f"{who}: {what} failed: {(errors or ['exit %d' % done.returncode])[-1].strip()}")
     return done.stdout
+
 
 
 def _lists_ready(release: str) -> bool:
@@ -163,22 +168,27 @@ def _lists_ready(release: str) -> bool:
 
 
 def update(build: Build, refresh: bool = False, preexec=None) -> None:
-    """The release's package lists in the private state directory (downloaded once, or again on refresh)."""
-    if _lists_ready(build.release) and not refresh:
+    """The build's release's package lists in the private state directory."""
+    update_release(build.release, build.id, refresh, preexec)
+
+
+def update_release(release: str, who: str, refresh: bool = False, preexec=None) -> None:
+    """A release's package lists in the private state directory (downloaded once, or again on refresh)."""
+    if _lists_ready(release) and not refresh:
         return
     uri, keyring = machine_archive()
-    state = os.path.join(cache_dir(), "apt", build.release)
+    state = os.path.join(cache_dir(), "apt", release)
     for sub in ("lists/partial", "cache/archives/partial"):
         os.makedirs(os.path.join(state, sub), exist_ok=True)
     with open(os.path.join(state, "sources.list"), "w", encoding="utf-8") as handle:
-        handle.write(f"deb [signed-by={keyring}] {uri} {build.release} main\n")
-    _run_apt(["apt-get", *_apt_options(build.release), "update"], f"apt-get update ({build.release})", build, preexec)
+        handle.write(f"deb [signed-by={keyring}] {uri} {release} main\n")
+    run_apt(["apt-get", *apt_options(release), "update"], f"apt-get update ({release})", who, preexec)
 
 
 def candidate(build: Build, preexec=None) -> str:
     """The Debian version of the build's package that its release serves (its upstream version must match)."""
-    out = _run_apt(["apt-cache", *_apt_options(build.release), "madison", build.package], "apt-cache madison",
-                   build, preexec)
+    out = run_apt(["apt-cache", *apt_options(build.release), "madison", build.package], "apt-cache madison",
+                  build.id, preexec)
     served = [parts[1] for parts in (line.split("|") for line in out.splitlines()) if len(parts) >= 3]
     served = [version.strip() for version in served]
     return pick_version(build, served)
@@ -230,8 +240,8 @@ def fetch(build: Build, refresh: bool = False, preexec=None) -> Fetched:
         # Unpacked beside the cache and renamed into place: a fetch cut short leaves no half build.
         scratch = tempfile.mkdtemp(dir=cache_dir(), prefix=f".fetch-{build.id}-")
         try:
-            _run_apt(["apt-get", *_apt_options(build.release), "download", f"{build.package}={version}"],
-                     f"apt-get download {build.package}={version}", build, preexec, cwd=scratch)
+            run_apt(["apt-get", *apt_options(build.release), "download", f"{build.package}={version}"],
+                    f"apt-get download {build.package}={version}", build.id, preexec, cwd=scratch)
             debs = glob.glob(os.path.join(scratch, "*.deb"))
             if len(debs) != 1:
                 raise FetchError(f"{build.id}: apt-get download left {len(debs)} .deb files, not one")

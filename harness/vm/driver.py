@@ -1,8 +1,8 @@
 """Run the suites in a Vagrant VM: up, sync, pytest inside, results back, destroy.
 
 Built on python-vagrant. The machines are the Vagrantfile's, one per box of
-``boxes.json``. For the offline box (debian12) the driver first builds or reuses it
-(``box.build``), adds it to a Vagrant home under the cache directory, and runs every
+``boxes.json``. For an offline box (bullseye, bookworm alias debian12, trixie, forky) the
+driver first builds or reuses it (``box.build``), adds it to a Vagrant home under the cache directory, and runs every
 ``vagrant`` command inside a libvirtd of its own in a private network namespace
 (``netns``), so nothing reaches the machine's network. Other boxes use the machine's
 own Vagrant, provider and network (a real hypervisor).
@@ -167,17 +167,18 @@ class _Session:
             return
         from . import box
         from .netns import LibvirtNamespace
+        spec = box.release(self.spec["release"])
         with self.timed("box build"):
-            box_file = box.build(self.project, log_dir=self.record.results)
+            box_file = box.build(self.project, spec.name, log_dir=self.record.results)
         self.env.update(VAGRANT_HOME=os.path.join(box.CACHE, "vagrant.d"), VAGRANT_DEFAULT_PROVIDER="libvirt")
         with self.timed("libvirtd start"):
             self.namespace = LibvirtNamespace().start()
         namespace = self.namespace
         self.wrap = lambda argv: namespace.command(argv, cwd=self.project)  # noqa: E731
         self.machine = _vagrant(self.project, self.env, self.log, self.wrap)
-        if box.added_key(self.env["VAGRANT_HOME"]) != box.box_key(self.project):
+        if box.added_key(self.env["VAGRANT_HOME"], spec) != box.box_key(self.project, spec):
             with self.timed("box add"):
-                _vagrant_step(self.machine.box_add, "vagrant box add", self.log, box.BOX_NAME, box_file, force=True)
+                _vagrant_step(self.machine.box_add, "vagrant box add", self.log, spec.box, box_file, force=True)
 
     def up(self) -> None:
         """``vagrant up`` (its rsync synced folder puts the checkout at /netconform), then ssh's config."""

@@ -111,10 +111,12 @@ def test_l3_arp_probe_gets_no_answer(ipvl_l3):
         # the same frame in l2 and is answered). Nothing was sent, so no wire to check.
         assert exc.errno == errno.ENOBUFS, exc
     else:
-        # A kernel that sends it: the frame leaves, and no child (pod-b) gets it or answers.
+        # A kernel that sends it (Debian forky's 7.2, measured in the VM matrix: the broadcast even
+        # reaches pod-b's ipvl2): pod-b's NOARP child answers nothing, on any port.
         assert reply is None, f"pod-b answered ARP in l3 mode: {reply}"
-        strays = probe.expect_none(IPVL2, who_has(POD_B))
-        assert strays == [], "pod-b's ipvl2 got the broadcast in l3 mode\n" + strays.format()
+        for port in (IPVL1, IPVL2, SWP1):
+            answers = probe.expect_none(port, Ether() / ARP(op=2, psrc=POD_B))
+            assert answers == [], f"pod-b answered ARP in l3 mode, seen on {port}\n" + answers.format()
 
 
 # -- l3: delivered by IP, with routes -------------------------------------------------------

@@ -127,14 +127,14 @@ STATIC = {"cniVersion": "1.0.0", "name": "dev-static", "plugins": [
 @pytest.mark.parametrize("data,moved", [(PTP_OLD_FORM, "10.78.1.0/24"), (STATIC, "10.79.1.0/24")],
                          ids=["host-local-single-subnet", "static-addresses"])
 def test_a_derived_second_network_never_overlaps_the_first(data, moved):
-    from harness.cni import expect
+    from harness.cni import derived, expect
     from harness.cni.conf import parse
     network = parse(data, data["name"])
-    sibling = expect.sibling(network)
+    sibling = derived.sibling(network)
     assert [str(subnet) for subnet, _ in expect.subnets(sibling)] == [moved]
-    assert expect.overlaps(network, sibling) == []
+    assert derived.overlaps(network, sibling) == []
     # The twin: the configuration against itself overlaps, and says where.
-    assert expect.overlaps(network, network) == [str(expect.subnets(network)[0][0])]
+    assert derived.overlaps(network, network) == [str(expect.subnets(network)[0][0])]
 
 
 DUAL = {"cniVersion": "1.0.0", "name": "dev-dual", "plugins": [
@@ -144,7 +144,7 @@ DUAL = {"cniVersion": "1.0.0", "name": "dev-dual", "plugins": [
 
 
 def test_both_families_ranges_gateways_and_default_routes_are_read():
-    from harness.cni import expect
+    from harness.cni import derived, expect
     from harness.cni.conf import parse
     network = parse(DUAL, DUAL["name"])
     assert expect.families(network) == [4, 6]
@@ -154,10 +154,10 @@ def test_both_families_ranges_gateways_and_default_routes_are_read():
     # The twins: a v4-only configuration has no IPv6 range and no IPv6 default route.
     v4_only = parse(PTP_OLD_FORM, PTP_OLD_FORM["name"])
     assert expect.families(v4_only) == [4] and not expect.default_route(v4_only, 6)
-    sibling = expect.sibling(network)
+    sibling = derived.sibling(network)
     assert [str(n) for n, _ in expect.subnets(sibling, None)] == ["10.89.0.0/16", "2001:db8:88:1::/64"]
-    assert expect.overlaps(network, sibling) == []
-    assert expect.overlaps(network, network) == ["10.88.0.0/16", "2001:db8:88::/64"]
+    assert derived.overlaps(network, sibling) == []
+    assert derived.overlaps(network, network) == ["10.88.0.0/16", "2001:db8:88::/64"]
 
 
 # ---------------------------------------------------------------- preconditions another component makes

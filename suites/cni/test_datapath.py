@@ -20,7 +20,7 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
-from harness.cni import expect
+from harness.cni import derived, expect
 from harness.kernel import state
 from harness.kernel.constants import AF_INET, AF_INET6, RTPROT_KERNEL
 from harness.probe import DEADLINE, QUIET_WINDOW, Port
@@ -423,8 +423,8 @@ def other(request, network, tmp_path):
     net = request.getfixturevalue("net")
     state = tmp_path / "other-state"
     state.mkdir()
-    sibling = expect.sibling(net.network)
-    clash = expect.overlaps(net.network, sibling)
+    sibling = derived.sibling(net.network)
+    clash = derived.overlaps(net.network, sibling)
     if clash:  # an IPAM whose addresses the harness cannot move: no second network to claim anything of
         pytest.skip(f"cannot derive a second network apart from this one: {', '.join(clash)} overlaps it")
     backend = type(net)(net.live, sibling, str(state), path=net.path)

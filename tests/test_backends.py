@@ -251,3 +251,46 @@ def test_the_report_labels_come_from_the_backend(tmp_path):
     assert cni == [({"cni:bridge+portmap"}, {"cni://bridge-portmap"})], labelled
     assert documents and all(implementation == {"reference labs"} and len(ids) == 1
                              and next(iter(ids)).startswith("lab://") for implementation, ids in documents), labelled
+
+
+# ---------------------------------------------------------------- teardown: no DEL for what the lab takes away
+def _attached_bridge(tmp_path):
+    from harness.cni.conf import parse
+    data = {"cniVersion": "1.0.0", "name": "dev-close", "plugins": [
+        {"type": "bridge", "bridge": "cni0", "isGateway": True,
+         "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.97.0.0/24"}]]}}]}
+    live = build(load_lab("cni-host"))
+    live.add_node("pod1")
+    backend = CniBackend(live, parse(data, "dev-close.conflist"), str(tmp_path))
+    backend.attach("pod1")
+    reservation = tmp_path / "var-lib-cni" / "networks" / "dev-close" / "10.97.0.2"
+    assert reservation.exists(), "host-local's reservation is not in the run's own /var/lib/cni"
+    return live, backend, reservation
+
+
+@pytest.mark.parametrize("sandboxed", [True, False], ids=["contained", "not-contained"])
+def test_closing_before_the_lab_goes_dels_only_what_the_lab_would_not_take(tmp_path, monkeypatch, sandboxed):
+    """In the sandbox everything a CNI chain makes is in the lab's namespaces and the run's files, so
+    close(lab_goes=True) runs no DEL; where the files are the machine's (--no-sandbox), it still DELs."""
+    from harness.kernel import sandbox
+    if not sandboxed:
+        monkeypatch.setattr(sandbox, "_state", sandbox.SandboxInfo("none", 0, 0))
+    live, backend, reservation = _attached_bridge(tmp_path)
+    try:
+        assert backend.contained() is sandboxed
+        backend.close(lab_goes=True)
+        dels = [run.plugin for run in backend.runtime.log if run.command == "DEL"]
+        assert backend.attached == {}
+        assert (dels, reservation.exists()) == (([], True) if sandboxed else (["bridge"], False))
+    finally:
+        live.teardown()
+
+
+def test_closing_a_lab_that_stays_dels_every_pod(tmp_path):
+    live, backend, reservation = _attached_bridge(tmp_path)
+    try:
+        backend.close()
+        assert [run.plugin for run in backend.runtime.log if run.command == "DEL"] == ["bridge"]
+        assert not reservation.exists()
+    finally:
+        live.teardown()

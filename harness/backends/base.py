@@ -133,9 +133,23 @@ class NetworkBackend(Backend):
         such operation, and says so."""
         raise NotImplementedError(f"{self.NAME} has no CHECK")
 
-    def close(self) -> None:
-        """Detach whatever is still attached (best effort: the lab goes anyway); at once for
-        different pods when the implementation allows it (CONCURRENT_DETACH)."""
+    def contained(self) -> bool:
+        """Whether everything the implementation makes lives in the lab's namespaces and in files the
+        run owns (its state directory, the sandbox's private /run and /var/lib/cni), so that the lab's
+        teardown undoes all of it. Default: not known, so no."""
+        return False
+
+    def close(self, lab_goes: bool = False) -> None:
+        """Detach whatever is still attached (best effort: its errors are no verdict); at once for
+        different pods when the implementation allows it (CONCURRENT_DETACH).
+
+        When the lab goes right after (``lab_goes``) and the implementation is :meth:`contained`,
+        nothing is detached: a DEL there would only spend time (a third of the CNI suites') undoing
+        what the teardown removes anyway, and what DEL does is checked by the tests that call it."""
+        if lab_goes and self.contained():
+            self.attached.clear()
+            return
+
         def detach(key):
             with contextlib.suppress(NetconformError):
                 self.detach(*key)

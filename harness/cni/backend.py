@@ -91,8 +91,13 @@ class CniBackend(NetworkBackend):
         """The implementation as a report names it: the chain of plugin types (``cni:bridge+portmap``)."""
         return f"{self.NAME}:{self.network.profile}" + (f" ({self.build})" if self.build else "")
 
-    def close(self) -> None:
-        super().close()
+    def contained(self) -> bool:
+        """Plugins keep their files in this run's /var/lib/cni (Runtime.plugin_state) and under the
+        sandbox's /run; what they make in the kernel is in the lab's namespaces."""
+        return sandbox.private_files()
+
+    def close(self, lab_goes: bool = False) -> None:
+        super().close(lab_goes)
         self.runtime.close()
 
     def container_id(self, pod: str) -> str:

@@ -32,6 +32,7 @@ import subprocess
 
 from harness.errors import CapabilityMissing
 from harness.backends.base import Attachment, NetworkBackend
+from harness.kernel import sandbox
 from .conf import ConfError, NetworkConfig
 from .runtime import PLUGIN_TIMEOUT, CniError
 
@@ -60,6 +61,11 @@ class NetavarkBackend(NetworkBackend):
         os.makedirs(self.config_dir, exist_ok=True)
         self.options: dict[tuple[str, str], dict] = {}  # what setup was given, teardown gets again
         self.log: list[dict] = []  # every run: argv, options, exit, stdout, stderr
+
+    def contained(self) -> bool:
+        """Its config dir is in the run's state directory, anything under /run is the sandbox's, and
+        its interfaces and firewall rules are in the lab's namespaces."""
+        return sandbox.private_files()
 
     # -- configuration ----------------------------------------------------------------
     @classmethod

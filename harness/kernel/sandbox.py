@@ -247,3 +247,8 @@ def mark_unsandboxed() -> SandboxInfo:
 
 def info() -> SandboxInfo | None:
     return _state
+
+
+def private_files() -> bool:
+    """Whether this process runs in a sandbox whose /run and /var/lib/cni are its own (not --no-sandbox)."""
+    return _state is not None and _state.mode != "none"

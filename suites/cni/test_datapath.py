@@ -429,7 +429,7 @@ def other(request, network, tmp_path):
         pytest.skip(f"cannot derive a second network apart from this one: {', '.join(clash)} overlaps it")
     backend = type(net)(net.live, sibling, str(state), path=net.path)
     yield backend
-    backend.close()
+    backend.close(lab_goes=True)  # net's lab goes with the test
 
 
 def test_another_network_is_reached_only_when_routed_and_not_isolated(net, other, add_pod):

@@ -21,7 +21,7 @@ from harness.kernel.constants import IFF_UP, RT_TABLE_MAIN, RTPROT_BOOT
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_EXCL, NLM_F_CREATE, NLM_F_DUMP = 0x1, 0x4, 0x200, 0x400, 0x300
 NLM_F_ACK_TLVS = 0x200  # on an NLMSG_ERROR: extended-ack attributes follow
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE = 16, 18, 20, 22, 24
+RTM_NEWLINK, RTM_GETLINK, RTM_NEWADDR, RTM_GETADDR, RTM_NEWROUTE, RTM_GETROUTE = 16, 18, 20, 22, 24, 26
 SOL_NETLINK, NETLINK_CAP_ACK, NETLINK_EXT_ACK = 270, 10, 11
 NLMSGERR_ATTR_MSG = 1
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 28
@@ -31,6 +31,7 @@ IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
 _IFADDR = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
 _IFINFO = struct.Struct("=BxHiII")
+_RTMSG = struct.Struct("=BBBBBBBBI")  # family, dst_len, src_len, tos, table, protocol, scope, type, flags
 
 
 class NetlinkRefused(OSError):
@@ -193,6 +194,20 @@ class Rtnl:
             out.append((index, name, flags))
         return out
 
+    def link_kinds(self) -> list[tuple[int, str, str | None]]:
+        """(index, name, IFLA_INFO_KIND or None for a plain device) of every link."""
+        out = []
+        for _, payload in self._messages(self._send(RTM_GETLINK, NLM_F_DUMP, _IFINFO.pack(0, 0, 0, 0, 0))):
+            index, name, kind = _IFINFO.unpack_from(payload)[2], "", None
+            for attr, value in unpack_attrs(payload[_IFINFO.size:]):
+                if attr == IFLA_IFNAME:
+                    name = value.rstrip(b"\0").decode()
+                elif attr == IFLA_LINKINFO:
+                    kind = next((v.rstrip(b"\0").decode() for k, v in unpack_attrs(value) if k == IFLA_INFO_KIND),
+                                None)
+            out.append((index, name, kind))
+        return out
+
     def get_link(self, index: int) -> None:
         """RTM_GETLINK for one device: the kernel syncs its pending linkwatch event first."""
         for _ in self._messages(self._send(RTM_GETLINK, NLM_F_ACK, _IFINFO.pack(0, 0, index, 0, 0))):
@@ -207,18 +222,45 @@ class Rtnl:
         body += pack_attr(IFA_LOCAL, packed) + pack_attr(IFA_ADDRESS, packed)
         self.request(RTM_NEWADDR, body, NLM_F_CREATE | NLM_F_EXCL)
 
-    def addresses(self, family: int) -> list[tuple[int, str, int]]:
-        """(link index, address, IFA_F_* flags) of every address of ``family``."""
-        out = []
+    def _address_dump(self, family: int):
+        """(link index, address, prefix length, IFA_F_* flags) of every address of ``family``."""
         for _, payload in self._messages(self._send(RTM_GETADDR, NLM_F_DUMP, _IFADDR.pack(family, 0, 0, 0, 0))):
-            flags, index = _IFADDR.unpack_from(payload)[2], _IFADDR.unpack_from(payload)[4]
+            _, length, flags, _, index = _IFADDR.unpack_from(payload)
             address = None
             for kind, value in unpack_attrs(payload[_IFADDR.size:]):
                 if kind == IFA_FLAGS:  # the full 32 bits; the header's byte holds the low 8
                     flags = struct.unpack("=I", value[:4])[0]
                 elif kind == IFA_ADDRESS:
                     address = str(ipaddress.ip_address(value))
-            out.append((index, address, flags))
+            yield index, address, length, flags
+
+    def addresses(self, family: int) -> list[tuple[int, str, int]]:
+        """(link index, address, IFA_F_* flags) of every address of ``family``."""
+        return [(index, address, flags) for index, address, _, flags in self._address_dump(family)]
+
+    def prefixes(self, family: int) -> list[tuple[int, str]]:
+        """(link index, ``address/length``) of every address of ``family``."""
+        return [(index, f"{address}/{length}") for index, address, length, _ in self._address_dump(family)]
+
+    def routes(self, family: int) -> list[tuple[int, str, str | None, int | None]]:
+        """(table, ``address/length`` destination, gateway, output link index) of every route of
+        ``family``, in every table (the dump holds them all; RTA_TABLE has tables past 255)."""
+        out = []
+        zero = "0.0.0.0" if family == socket.AF_INET else "::"
+        for _, payload in self._messages(self._send(RTM_GETROUTE, NLM_F_DUMP, _RTMSG.pack(family, 0, 0, 0, 0, 0, 0,
+                                                                                          0, 0))):
+            dst_len, table = _RTMSG.unpack_from(payload)[1], _RTMSG.unpack_from(payload)[4]
+            dst, gateway, oif = zero, None, None
+            for attr, value in unpack_attrs(payload[_RTMSG.size:]):
+                if attr == RTA_TABLE:
+                    table = struct.unpack("=I", value[:4])[0]
+                elif attr == RTA_DST:
+                    dst = str(ipaddress.ip_address(value))
+                elif attr == RTA_GATEWAY:
+                    gateway = str(ipaddress.ip_address(value))
+                elif attr == RTA_OIF:
+                    oif = struct.unpack("=I", value[:4])[0]
+            out.append((table, f"{dst}/{dst_len}", gateway, oif))
         return out
 
     def add_route(self, dst: str, *, table: int = RT_TABLE_MAIN, proto: int = RTPROT_BOOT, scope: int = 0,

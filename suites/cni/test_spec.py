@@ -24,7 +24,8 @@ from harness.cni import expect
 from harness.cni.reality import leftovers, mismatches, snapshot
 from harness.cni.runtime import CniError
 from harness.cni.schema import validate_error, validate_result, validate_version
-from pytest_netconform.cni import ASKED_VERSION, known_deviations, met_known_deviation, unclaimed, version_claims
+from pytest_netconform.cni import (ASKED_VERSION, ONCE_PER_BINARY, binary_checks, known_deviations, met_known_deviation,
+                                   unclaimed, version_claims)
 
 pytestmark = pytest.mark.area("CNI spec")
 VERSIONS = pytest.mark.parametrize("version", ["0.4.0", "1.0.0", "1.1.0"])
@@ -77,10 +78,17 @@ def chain(request, cni_network, cni_path, version):
     refusals = unclaimed(runs, version)
     if refusals:
         pytest.skip("; ".join(refusals))
+    binary_checks(request, network, cni_path, version)  # skips a binary-level check made in another chain
     request.node.stash[ASKED_VERSION] = version
     cni = request.getfixturevalue("cni")
     cni.network = dataclasses.replace(cni.network, cni_version=version)
     return cni
+
+
+def checked(request, chain) -> list[str]:
+    """The chain's plugin types this test checks: all, or for a ``once_per_binary`` test those whose
+    binary it is the first configuration to check (pytest_netconform.cni.binary_checks)."""
+    return request.node.stash.get(ONCE_PER_BINARY, list(chain.network.types))
 
 
 def runtime_args(chain) -> dict:
@@ -103,10 +111,11 @@ def refusal(operation):
 
 # ---------------------------------------------------------------- VERSION and versions
 @VERSIONS
+@pytest.mark.once_per_binary
 @pytest.mark.spec("SPEC-062", "SPEC-122", "SPEC-111", "SPEC-112", "SPEC-142", "SPEC-144")
 def test_version_answers_the_supported_versions(request, chain, version):
     problems = {}
-    for plugin in chain.network.types:
+    for plugin in checked(request, chain):
         run = chain.runtime.version(plugin, version)
         found = validate_version(run.result, version) if run.result else [run.describe()]
         if run.result and version not in run.result.get("supportedVersions", []):
@@ -274,17 +283,19 @@ def error_problems(run, version: str, codes: set | None = None, names: str | Non
 _prev_results: dict[tuple, dict] = {}  # (conflist, cniVersion, plugin path) -> a real ADD's result
 
 
-def requests(chain, add_pod) -> list[tuple[str, dict]]:
-    """(plugin, ADD request) per plugin; after the first, with a real prevResult: the result of an ADD
-    of pod0 through this chain at this version, made once per worker and reused, since a request refused
-    for its environment or its configuration must be refused before the plugin acts on prevResult."""
+def requests(request, chain, add_pod) -> list[tuple[str, dict]]:
+    """(plugin, ADD request) per plugin this test checks (``checked``); after the first, with a real
+    prevResult: the result of an ADD of pod0 through this chain at this version, made once per worker and
+    reused, since a request refused for its environment or its configuration must be refused before the
+    plugin acts on prevResult."""
     key = (chain.network.source, chain.network.cni_version, tuple(chain.runtime.path))
-    if len(chain.network.plugins) > 1 and key not in _prev_results:
+    mine = checked(request, chain)
+    if any(p["type"] in mine for p in chain.network.plugins[1:]) and key not in _prev_results:
         _prev_results[key] = attach(chain, add_pod("pod0")).result
     prev = _prev_results.get(key)
     add_pod("pod1")
     return [(p["type"], chain.runtime.prepare(chain.network, p, prev if i else None, runtime_args(chain)))
-            for i, p in enumerate(chain.network.plugins)]
+            for i, p in enumerate(chain.network.plugins) if p["type"] in mine]
 
 
 FAULTS = {  # case: (environment, spoiling of the request, the code(s) from 1.0.0, the variable code 4 names)
@@ -303,12 +314,13 @@ FAULTS = {  # case: (environment, spoiling of the request, the code(s) from 1.0.
 
 @VERSIONS
 @pytest.mark.parametrize("case", list(FAULTS))
+@pytest.mark.once_per_binary
 @pytest.mark.spec("SPEC-030", "SPEC-021", "SPEC-161", "SPEC-022", "SPEC-023", "SPEC-123", "SPEC-174", "SPEC-125",
                   "SPEC-168")
 def test_a_faulty_request_is_refused_with_the_spec_error_code(request, chain, version, add_pod, case):
     variables, spoil, codes, name = FAULTS[case]
     problems = {}
-    for plugin, conf in requests(chain, add_pod):
+    for plugin, conf in requests(request, chain, add_pod):
         run = chain.runtime.exec("ADD", plugin, spoil(conf) if spoil else conf, "netconform-pod1", "/run/netns/pod1",
                                  "eth0", env_override=variables)
         problems[plugin] = error_problems(run, version, None if version == "0.4.0" and codes != {1} else codes, name)
@@ -317,19 +329,21 @@ def test_a_faulty_request_is_refused_with_the_spec_error_code(request, chain, ve
 
 @pytest.mark.parametrize("version", ["1.0.0", "1.1.0"])  # code 6 is 1.0.0's; garbage has no version
 @pytest.mark.parametrize("stdin", ["this is not JSON", '"a JSON string, not an object"'], ids=["text", "string"])
+@pytest.mark.once_per_binary
 @pytest.mark.spec("SPEC-022", "SPEC-023", "SPEC-123")
 def test_undecodable_config_is_refused_with_code_6(request, chain, version, add_pod, stdin):
     add_pod("pod1")
     problems = {plugin: error_problems(chain.runtime.exec("ADD", plugin, stdin, "netconform-pod1", "/run/netns/pod1",
-                                                          "eth0"), version, {6}) for plugin in chain.network.types}
+                                                          "eth0"), version, {6}) for plugin in checked(request, chain)}
     verdict(request, chain, "undecodable", version, problems)
 
 
 @VERSIONS
+@pytest.mark.once_per_binary
 @pytest.mark.spec("SPEC-123", "SPEC-174")
 def test_error_objects_carry_the_cni_version(request, chain, version, add_pod):
     problems = {}
-    for plugin, conf in requests(chain, add_pod):
+    for plugin, conf in requests(request, chain, add_pod):
         run = chain.runtime.exec("ADD", plugin, conf, "netconform-pod1", "/run/netns/pod1", "eth0",
                                  env_override={"CNI_CONTAINERID": None})
         got = run.error.get("cniVersion") if run.error else None

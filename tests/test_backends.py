@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import tomllib
+from pathlib import Path
 from importlib.metadata import EntryPoint
 
 import pytest
@@ -231,14 +232,14 @@ def test_an_installed_third_party_backend_runs_beside_a_broken_one(tmp_path):
                for line in lines), done.stdout[:2000]
     assert f"netconform: backend missing ({THIRD_PARTY['missing']}): {WHY['missing']}" in lines, done.stdout[:2000]
     assert "ERROR suites/cni/test_datapath.py::test_a_pod_reaches_its_gateway_and_the_expected_node_answers" \
-           "[fake://my-net] - Failed: fake: a test backend, it attaches nothing" in done.stdout, done.stdout[-3000:]
+           "[fake://my-net-ipv4] - Failed: fake: a test backend, it attaches nothing" in done.stdout, done.stdout[-3000:]
 
 
 def test_the_report_labels_come_from_the_backend(tmp_path):
     """Allure results: a document test is labelled by its reference lab, a CNI test by its backend."""
     results = tmp_path / "allure"
     done = pytest_run(tmp_path, "suites/test_veth.py", "suites/cni/test_datapath.py", "-q", "-k",
-                      "test_a_pod_reaches_its_gateway and bridge-portmap or test_veth and ping", f"--alluredir={results}")
+                      "test_a_pod_reaches_its_gateway and bridge-portmap and ipv4 or test_veth and ping", f"--alluredir={results}")
     assert done.returncode == 0, done.stdout[-3000:]
     labelled = {}
     for path in results.glob("*-result.json"):
@@ -254,17 +255,18 @@ def test_the_report_labels_come_from_the_backend(tmp_path):
 
 
 # ---------------------------------------------------------------- teardown: no DEL for what the lab takes away
-def _attached_bridge(tmp_path):
+def _attached_bridge(tmp_path, data_dir=None):
     from harness.cni.conf import parse
+    ipam = {"type": "host-local", "ranges": [[{"subnet": "10.97.0.0/24"}]]}
     data = {"cniVersion": "1.0.0", "name": "dev-close", "plugins": [
         {"type": "bridge", "bridge": "cni0", "isGateway": True,
-         "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.97.0.0/24"}]]}}]}
+         "ipam": dict(ipam, dataDir=data_dir) if data_dir else ipam}]}
     live = build(load_lab("cni-host"))
     live.add_node("pod1")
     backend = CniBackend(live, parse(data, "dev-close.conflist"), str(tmp_path))
     backend.attach("pod1")
-    reservation = tmp_path / "var-lib-cni" / "networks" / "dev-close" / "10.97.0.2"
-    assert reservation.exists(), "host-local's reservation is not in the run's own /var/lib/cni"
+    reservation = (Path(data_dir) if data_dir else tmp_path / "var-lib-cni" / "networks") / "dev-close" / "10.97.0.2"
+    assert reservation.exists(), f"host-local's reservation is not in {reservation.parent}"
     return live, backend, reservation
 
 
@@ -293,4 +295,21 @@ def test_closing_a_lab_that_stays_dels_every_pod(tmp_path):
         assert [run.plugin for run in backend.runtime.log if run.command == "DEL"] == ["bridge"]
         assert not reservation.exists()
     finally:
+        live.teardown()
+
+
+def test_closing_before_the_lab_goes_removes_what_plugins_left_in_the_sandboxs_run(tmp_path):
+    """kindnet's conflist keeps host-local's reservations in /run/cni-ipam-state: with no DEL, the next
+    test of the worker would find this one's addresses taken ("duplicate allocation"). close removes
+    what came under the sandbox's /run since the backend was made, and only that."""
+    kept = Path("/run/dev-kept-by-the-harness")
+    kept.write_text("made before the backend")
+    live, backend, reservation = _attached_bridge(tmp_path, data_dir="/run/dev-close-ipam")
+    try:
+        backend.close(lab_goes=True)
+        assert [run.command for run in backend.runtime.log if run.command == "DEL"] == []
+        assert not reservation.exists() and not Path("/run/dev-close-ipam").exists()
+        assert kept.exists() and os.path.isdir("/run/netns")
+    finally:
+        kept.unlink()
         live.teardown()

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from harness.errors import NetconformError
+from harness.kernel import sandbox
 
 
 def subject_of_file(path: str) -> str:
@@ -97,6 +98,7 @@ class NetworkBackend(Backend):
         self.state_dir = state_dir
         self.path = path
         self.attached: dict[tuple[str, str], Attachment] = {}
+        self.run_files = sandbox.RunFiles() if self.contained() else None  # what /run held before it
 
     # -- the configuration it drives (read before any lab exists) ----------------------
     @classmethod
@@ -135,8 +137,8 @@ class NetworkBackend(Backend):
 
     def contained(self) -> bool:
         """Whether everything the implementation makes lives in the lab's namespaces and in files the
-        run owns (its state directory, the sandbox's private /run and /var/lib/cni), so that the lab's
-        teardown undoes all of it. Default: not known, so no."""
+        run owns (its state directory, its own /var/lib/cni, the sandbox's private /run), so that the
+        lab's teardown and :meth:`close` undo all of it. Default: not known, so no."""
         return False
 
     def close(self, lab_goes: bool = False) -> None:
@@ -145,9 +147,12 @@ class NetworkBackend(Backend):
 
         When the lab goes right after (``lab_goes``) and the implementation is :meth:`contained`,
         nothing is detached: a DEL there would only spend time (a third of the CNI suites') undoing
-        what the teardown removes anyway, and what DEL does is checked by the tests that call it."""
+        what the teardown removes anyway, and what DEL does is checked by the tests that call it.
+        The files it left in the sandbox's /run since it was made are removed, so that the next
+        test finds none (a host-local dataDir there would hold this test's addresses)."""
         if lab_goes and self.contained():
             self.attached.clear()
+            self.run_files.remove_new()
             return
 
         def detach(key):

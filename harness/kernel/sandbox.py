@@ -249,6 +249,42 @@ def info() -> SandboxInfo | None:
     return _state
 
 
+class RunFiles:
+    """What is under the sandbox's /run when made; ``remove_new()`` removes what came since: the files
+    plugins keep there (tuning's /run/cni/tuning, a host-local dataDir such as kindnet's
+    /run/cni-ipam-state), as a DEL would have. Never /run/netns (the labs' names, released with
+    them) nor iptables' lock."""
+
+    KEPT = ("netns", "xtables.lock")
+
+    def __init__(self, root: str = "/run"):
+        self.root = root
+        self.before = self._paths()
+
+    def _paths(self) -> set[str]:
+        found = set()
+        for directory, dirs, files in os.walk(self.root):
+            if directory == self.root:
+                dirs[:] = [d for d in dirs if d not in self.KEPT]
+                files = [f for f in files if f not in self.KEPT]
+            found.update(os.path.join(directory, name) for name in dirs + files)
+        return found
+
+    def remove_new(self) -> list[str]:
+        """Remove what is new, deepest first; returns what was removed."""
+        removed = []
+        for path in sorted(self._paths() - self.before, key=lambda p: p.count("/"), reverse=True):
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    os.rmdir(path)
+                else:
+                    os.unlink(path)
+                removed.append(path)
+            except OSError:
+                pass  # a mount point or a busy file: left for the sandbox's end
+        return removed
+
+
 def private_files() -> bool:
     """Whether this process runs in a sandbox whose /run and /var/lib/cni are its own (not --no-sandbox)."""
     return _state is not None and _state.mode != "none"

@@ -7,17 +7,19 @@ ipMasq, no portMappings capability, isolation...) is asserted, and the rest is s
 with the reason. The lab: the host (uplink eth0 192.168.1.100/24, default via
 192.168.1.1; 2001:db8:1::100/64, default via 2001:db8:1::1) and "internet" (192.168.1.1 and
 8.8.8.8, 2001:db8:1::1 and 2001:db8:8888::8888, no route to any pod network). A
-configuration with an IPv6 range gets the IPv6 checks too (the section "IPv6"); one
-without is skipped there in one line.
+configuration with an IPv6 range gets every family-parametrized check over IPv6 too (the
+``family`` fixture, ids ``-ipv4`` and ``-ipv6``); one without is skipped there in one line.
 routed-calico-like.conflist is Calico's routing as close as ptp gets; its ``_comment``
 (top level: a runtime hands plugins their own object only) says where it differs.
 """
 import ipaddress
 import os
 import re
+from dataclasses import dataclass
 
 import pytest
 from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
 from harness.cni import derived, expect
@@ -63,51 +65,99 @@ def macs(live, node):
     return {link.get_attr("IFLA_ADDRESS") for link in live.ipr(node).get_links()}
 
 
+@dataclass(frozen=True)
+class Family:
+    """The lab's roles in one IP family (harness/lab/data/cni-host.yaml), and a pod's address and
+    gateway of that family, read from its CNI result."""
+    version: int
+    host_uplink: str  # the host's address on the uplink
+    router: str  # "internet"'s address on the uplink: the host's default gateway
+    internet: str  # an "internet" address beyond the router
+    uplink: ipaddress.IPv4Network | ipaddress.IPv6Network
+    localhost: str
+
+    def address(self, attachment) -> str | None:
+        return next((a.split("/")[0] for a in attachment.addresses()
+                     if ipaddress.ip_interface(a).version == self.version), None)
+
+    def gateway(self, attachment) -> str | None:
+        return next((ip["gateway"] for ip in attachment.result.get("ips", [])
+                     if ip.get("gateway") and ipaddress.ip_address(ip["gateway"]).version == self.version), None)
+
+    def tcp(self, dst: str):
+        """A template of a TCP segment of this family to ``dst`` (for expect_none)."""
+        return Ether() / (IP(dst=dst) if self.version == 4 else IPv6(dst=dst)) / TCP()
+
+
+FAMILIES = {4: Family(4, HOST_UPLINK, ROUTER, INTERNET, UPLINK, "127.0.0.1"),
+            6: Family(6, HOST_UPLINK6, ROUTER6, INTERNET6, UPLINK6, "::1")}
+EACH_FAMILY = pytest.mark.parametrize("family", [4, 6], indirect=True, ids=["ipv4", "ipv6"])
+
+
+@pytest.fixture
+def family(request, network) -> Family:
+    """Each IP family the configuration has a range of (harness.cni.expect.families); a family it has
+    none of is skipped in one line, before a lab is built (list this fixture before ``net``). Where the
+    harness reads no range at all (an IPAM it does not know), IPv4 is checked from the result, as a
+    runtime's pods have it, and IPv6 is not."""
+    known = expect.families(network)
+    if request.param not in (known or [4]):
+        pytest.skip(f"the configuration has no IPv{request.param} range" if known else
+                    f"the harness reads no range in this configuration: IPv{request.param} is not checked")
+    return FAMILIES[request.param]
+
+
 # ---------------------------------------------------------------- gateway, pods, host
 
-def test_a_pod_reaches_its_gateway_and_the_expected_node_answers(net, add_pod):
+@EACH_FAMILY
+def test_a_pod_reaches_its_gateway_and_the_expected_node_answers(family, net, add_pod):
     pod = attach(net, add_pod, "pod1")
-    gateway, owner = pod.gateway(), expect.gateway_owner(net.network)
+    gateway, owner = family.gateway(pod), expect.gateway_owner(net.network)
     if not gateway:
         # The bridge plugin's isGateway (or isDefaultGateway) gives the bridge the gateway address
         # and fills a missing one in the result (calcGatewayIP): a result without one is a finding.
         assert not (expect.interface_plugin(net.network)["type"] == "bridge" and owner == "host"), \
-            "the configuration sets isGateway on the bridge, yet the result names no gateway"
-        pytest.skip("the result names no gateway")
+            f"the configuration sets isGateway on the bridge, yet the result names no IPv{family.version} gateway"
+        pytest.skip(f"the result names no IPv{family.version} gateway")
     ping = net.live.probe.ping("pod1", gateway, timeout=DEADLINE if owner else QUIET_WINDOW)
     if owner is None:
         assert not ping, f"nothing should hold the gateway {gateway} (no isGateway), yet it answered: {ping}"
         return
-    assert ping, f"pod1 ({ip_of(pod)}) -> gateway {gateway}: {ping.error}"
-    answered_by = next((n.get_attr("NDA_LLADDR") for n in net.live.ipr("pod1").get_neighbours(family=2)
-                        if n.get_attr("NDA_DST") == gateway), None)
+    assert ping, f"pod1 ({family.address(pod)}) -> gateway {gateway}: {ping.error}"
+    answered_by = net.live.neighbour("pod1", gateway)  # ARP's or neighbour discovery's answer
     node = "host" if owner == "host" else "internet"
     assert answered_by in macs(net.live, node), \
         f"the gateway {gateway} answered from {answered_by}, not from a link of {node} {sorted(macs(net.live, node))}"
 
 
-def test_an_unassigned_address_on_the_pod_network_does_not_answer(net, add_pod):
+@EACH_FAMILY
+def test_an_unassigned_address_on_the_pod_network_does_not_answer(family, net, add_pod):
     pod = attach(net, add_pod, "pod1")
-    subnet = ipaddress.ip_interface(pod.addresses()[0]).network
+    subnet = next(ipaddress.ip_interface(a).network for a in pod.addresses()
+                  if ipaddress.ip_interface(a).version == family.version)
     nobody = str(subnet.broadcast_address - 1)
-    assert nobody not in (ip_of(pod), pod.gateway()), nobody
+    assert nobody not in (family.address(pod), family.gateway(pod)), nobody
     ping = net.live.probe.ping("pod1", nobody, timeout=QUIET_WINDOW)
     assert not ping, f"{nobody} answered pod1 though nothing was given that address: {ping}"
+    assert net.live.neighbour("pod1", nobody) is None, f"ARP or neighbour discovery found a holder of {nobody}"
 
 
-def test_two_pods_on_the_network_reach_each_other_with_their_own_addresses(net, add_pod):
+@EACH_FAMILY
+def test_two_pods_on_the_network_reach_each_other_with_their_own_addresses(family, net, add_pod):
     pod1, pod2 = attach(net, add_pod, "pod1"), attach(net, add_pod, "pod2")
+    mine, theirs = family.address(pod1), family.address(pod2)
     promised = expect.pods_reach_each_other(net.network)
-    ping = net.live.probe.ping("pod1", ip_of(pod2), timeout=DEADLINE if promised else QUIET_WINDOW)
+    ping = net.live.probe.ping("pod1", theirs, timeout=DEADLINE if promised else QUIET_WINDOW)
     if not promised:
         assert not ping, f"{expect.kind(net.network)} promises pods apart, yet pod1 reached pod2: {ping}"
         return
-    assert ping, f"pod1 ({ip_of(pod1)}) -> pod2 ({ip_of(pod2)}): {ping.error}"
+    assert ping, f"pod1 ({mine}) -> pod2 ({theirs}): {ping.error}"
     hops = expect.pod_to_pod_hops(net.network)
-    assert ping.ttl == 64 - hops, f"the reply came with TTL {ping.ttl}: {64 - ping.ttl} router(s), expected {hops}"
-    exchange = net.live.probe.udp("pod1", "pod2", ip_of(pod2), 5353)
+    assert ping.ttl == 64 - hops, \
+        f"the reply came with TTL (hop limit) {ping.ttl}: {64 - ping.ttl} router(s), expected {hops}"
+    exchange = net.live.probe.udp("pod1", "pod2", theirs, 5353)
     assert exchange, exchange.error
-    assert exchange.server_saw[0] == ip_of(pod1), f"pod2 saw pod1 as {exchange.server_saw} (NAT inside the network?)"
+    assert exchange.server_saw[0] == mine, f"pod2 saw pod1 as {exchange.server_saw} (NAT inside the network?)"
 
 
 @pytest.mark.promises(expect.pods_reach_each_other, "the configuration keeps pods apart (nothing to lose on DEL)")
@@ -138,32 +188,30 @@ def test_a_pod_reaches_the_host_with_its_own_address(net, add_pod, target):
 
 # ---------------------------------------------------------------- the internet (ipMasq)
 
-@pytest.mark.promises(lambda network: expect.egress(network, UPLINK) == "masquerade",
-                      "the configuration does not masquerade (no ipMasq, no default route or no gateway)")
-def test_with_ip_masquerade_pod_traffic_leaves_with_the_uplink_address(net, add_pod):
+@EACH_FAMILY
+def test_pod_traffic_leaves_for_the_internet_as_the_configuration_says(family, net, add_pod):
+    """With ipMasq, bridge and ptp masquerade each of the pod's addresses, IPv6 ones with ip6tables
+    (containernetworking/plugins pkg/ip/ipmasq_linux.go SetupIPMasq: ``isV6`` picks ip6tables): the
+    internet sees the host's uplink address and answers it. Without, it sees the pod's own address,
+    and answers only a pod on the uplink's subnet; without a default route nothing leaves."""
+    egress = expect.egress(net.network, family.uplink)
     pod = attach(net, add_pod, "pod1")
-    exchange = net.live.probe.udp("pod1", "internet", INTERNET, 53)
-    assert exchange, f"pod1 ({ip_of(pod)}) -> {INTERNET}: {exchange.error}"
-    assert exchange.server_saw[0] == HOST_UPLINK, f"the internet saw pod1 as {exchange.server_saw}"
-    assert exchange.client_saw == (INTERNET, 53) and exchange.reply == b"netconform", exchange
-
-
-@pytest.mark.promises(lambda network: expect.egress(network, UPLINK) != "masquerade",
-                      "the configuration masquerades (ipMasq)")
-def test_without_ip_masquerade_the_pods_own_address_leaves(net, add_pod):
-    egress = expect.egress(net.network, UPLINK)
-    pod = attach(net, add_pod, "pod1")
-    exchange = net.live.probe.udp("pod1", "internet", INTERNET, 53,
-                                  timeout=DEADLINE if egress == "direct" else QUIET_WINDOW)
-    if egress == "unrouted":  # no default route, or nobody holds the gateway: nothing leaves
-        assert not exchange and exchange.server_saw is None, f"no default route, yet: {exchange}"
-        return
-    assert exchange.server_saw and exchange.server_saw[0] == ip_of(pod), \
-        f"the internet saw pod1 as {exchange.server_saw} ({exchange.error})"
-    if egress == "direct":  # the pod's address is on the uplink's subnet: the internet answers it
-        assert exchange, exchange.error
+    own = family.address(pod)
+    exchange = net.live.probe.udp("pod1", "internet", family.internet, 53,
+                                  timeout=DEADLINE if egress in ("masquerade", "direct") else QUIET_WINDOW)
+    if egress == "masquerade":
+        assert exchange, f"pod1 ({own}) -> {family.internet}: {exchange.error}"
+        assert exchange.server_saw[0] == family.host_uplink, f"the internet saw pod1 as {exchange.server_saw}"
+        assert exchange.client_saw == (family.internet, 53) and exchange.reply == b"netconform", exchange
+    elif egress == "unrouted":  # no default route, or nobody holds the gateway: nothing leaves
+        assert not exchange and exchange.server_saw is None, f"no IPv{family.version} default route, yet: {exchange}"
     else:
-        assert not exchange, f"a reply to {ip_of(pod)} returned though the internet has no route back: {exchange}"
+        assert exchange.server_saw and exchange.server_saw[0] == own, \
+            f"the internet saw pod1 as {exchange.server_saw} ({exchange.error}), expected its own {own}"
+        if egress == "direct":  # the pod's address is on the uplink's subnet: the internet answers it
+            assert exchange, exchange.error
+        else:
+            assert not exchange, f"a reply to {own} returned though the internet has no route back: {exchange}"
 
 
 # ---------------------------------------------------------------- port mappings
@@ -172,23 +220,32 @@ def published(net, client, dst, port=MAPPED, server="pod1", timeout=DEADLINE):
     return net.live.probe.tcp(client, server, dst, port, listen_port=CONTAINER_PORT, timeout=timeout)
 
 
+def shown(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+@EACH_FAMILY
 @pytest.mark.promises(expect.port_mapping_capable, NO_PORT_MAPPINGS)
-def test_a_mapped_host_port_reaches_the_pod_from_outside(net, add_pod):
+def test_a_mapped_host_port_reaches_the_pod_from_outside(family, net, add_pod):
+    """portmap DNATs each of the pod's addresses' family with its own tool (portmap.go forwardPorts:
+    ip6tables for an IPv6 container address)."""
     attach(net, add_pod, "pod1", portMappings=PORT_MAPPINGS)
-    exchange = published(net, "internet", HOST_UPLINK)
-    assert exchange, f"internet -> {HOST_UPLINK}:{MAPPED} -> pod1:{CONTAINER_PORT}: {exchange.error}"
-    assert exchange.server_saw[0] == ROUTER, f"pod1 saw the client as {exchange.server_saw} (SNAT on the way in?)"
-    assert exchange.client_saw == (HOST_UPLINK, MAPPED), f"the reply came from {exchange.client_saw}"
+    exchange = published(net, "internet", family.host_uplink)
+    assert exchange, f"internet -> {shown(family.host_uplink)}:{MAPPED} -> pod1:{CONTAINER_PORT}: {exchange.error}"
+    assert exchange.server_saw[0] == family.router, \
+        f"pod1 saw the client as {exchange.server_saw} (SNAT on the way in?)"
+    assert exchange.client_saw == (family.host_uplink, MAPPED), f"the reply came from {exchange.client_saw}"
 
 
-def test_an_unmapped_host_port_does_not_reach_the_pod(net, add_pod):
+@EACH_FAMILY
+def test_an_unmapped_host_port_does_not_reach_the_pod(family, net, add_pod):
     pod = attach(net, add_pod, "pod1", portMappings=PORT_MAPPINGS)
     ports = [UNMAPPED] + ([] if expect.port_mapping_capable(net.network) else [MAPPED])
     net.live.probe.listen(Port("pod1", "eth0"))
     for port in ports:  # without the capability the runtime passes no mapping at all
-        exchange = published(net, "internet", HOST_UPLINK, port, timeout=QUIET_WINDOW)
-        assert not exchange, f"{HOST_UPLINK}:{port} reached pod1: {exchange}"
-    assert net.live.probe.expect_none(Port("pod1", "eth0"), Ether() / IP(dst=ip_of(pod)) / TCP()) == [], \
+        exchange = published(net, "internet", family.host_uplink, port, timeout=QUIET_WINDOW)
+        assert not exchange, f"{shown(family.host_uplink)}:{port} reached pod1: {exchange}"
+    assert net.live.probe.expect_none(Port("pod1", "eth0"), family.tcp(family.address(pod))) == [], \
         net.live.probe.evidence(Port("pod1", "eth0"))
 
 
@@ -208,50 +265,49 @@ def test_after_del_the_mapped_port_no_longer_reaches_the_pod(net, add_pod):
     assert not exchange, f"{HOST_UPLINK}:{MAPPED} still reaches pod1's namespace after DEL: {exchange}"
 
 
+def localhost_mapping_promised(network, family: Family) -> bool:
+    """portmap's snat sets route_localnet and marks 127.0.0.1 for masquerade, for IPv4 only (portmap.go
+    fillDnatRules: "mark localhost for masq (for v4)"): IPv6 has no route_localnet, so ``[::1]:port``
+    is promised only by netavark's bridge, which maps it too."""
+    if family.version == 4:
+        return expect.localhost_port_mapping(network)
+    return expect.kind(network) == "netavark-bridge" and expect.localhost_port_mapping(network)
+
+
+@EACH_FAMILY
 @pytest.mark.promises(expect.port_mapping_capable, NO_PORT_MAPPINGS)
-@pytest.mark.parametrize("dst", [HOST_UPLINK, "127.0.0.1"])
-def test_the_host_reaches_its_own_mapped_port(net, add_pod, dst):
+@pytest.mark.parametrize("target", ["uplink", "localhost"])
+def test_the_host_reaches_its_own_mapped_port(family, net, add_pod, target):
     attach(net, add_pod, "pod1", portMappings=PORT_MAPPINGS)
-    promised = dst == HOST_UPLINK or expect.localhost_port_mapping(net.network)
+    dst = family.host_uplink if target == "uplink" else family.localhost
+    promised = target == "uplink" or localhost_mapping_promised(net.network, family)
     exchange = published(net, "host", dst, timeout=DEADLINE if promised else QUIET_WINDOW)
-    if not promised:  # portmap without snat: no route_localnet, no masquerade of 127.0.0.1
-        assert not exchange, f"{dst}:{MAPPED} reached pod1 though snat is off: {exchange}"
+    if not promised:
+        assert not exchange, f"{shown(dst)}:{MAPPED} reached pod1, which nothing promises: {exchange}"
         return
-    assert exchange, f"host -> {dst}:{MAPPED} -> pod1:{CONTAINER_PORT}: {exchange.error}"
+    assert exchange, f"host -> {shown(dst)}:{MAPPED} -> pod1:{CONTAINER_PORT}: {exchange.error}"
     assert exchange.client_saw == (dst, MAPPED), exchange
 
 
+@EACH_FAMILY
 @pytest.mark.promises(expect.port_mapping_capable, NO_PORT_MAPPINGS)
-def test_a_pod_reaches_itself_through_the_mapped_port(net, add_pod):
+def test_a_pod_reaches_itself_through_the_mapped_port(family, net, add_pod):
+    """portmap's hairpin mark covers both families (fillDnatRules: ``-s containerNet -j SETMARK``)."""
     pod = attach(net, add_pod, "pod1", portMappings=PORT_MAPPINGS)
     promised = expect.hairpin_port_mapping(net.network)
-    exchange = published(net, "pod1", HOST_UPLINK, timeout=DEADLINE if promised else QUIET_WINDOW)
+    exchange = published(net, "pod1", family.host_uplink, timeout=DEADLINE if promised else QUIET_WINDOW)
     if not promised:
         assert not exchange, f"hairpin worked though nothing masquerades it: {exchange}"
         return
-    assert exchange, f"pod1 -> {HOST_UPLINK}:{MAPPED} -> pod1:{CONTAINER_PORT}: {exchange.error}"
-    assert exchange.server_saw[0] == pod.gateway(), \
-        f"pod1 saw itself as {exchange.server_saw}, not masqueraded to its gateway {pod.gateway()}"
+    assert exchange, f"pod1 -> {shown(family.host_uplink)}:{MAPPED} -> pod1:{CONTAINER_PORT}: {exchange.error}"
+    assert exchange.server_saw[0] == family.gateway(pod), \
+        f"pod1 saw itself as {exchange.server_saw}, not masqueraded to its gateway {family.gateway(pod)}"
 
 
-# ---------------------------------------------------------------- IPv6 (and every range)
-
-def ip6_of(attachment) -> str | None:
-    """The pod's IPv6 address from the CNI result (None: it got none)."""
-    return next((a.split("/")[0] for a in attachment.addresses() if ":" in a), None)
-
-
-def gateway6_of(attachment) -> str | None:
-    return next((ip["gateway"] for ip in attachment.result.get("ips", []) if ":" in ip.get("gateway", "")), None)
-
+# ---------------------------------------------------------------- every range, every family
 
 def kernel_addresses(live, pod, ifname) -> set[ipaddress.IPv4Interface | ipaddress.IPv6Interface]:
     return {ipaddress.ip_interface(a) for a in live.addresses(pod, ifname)}
-
-
-def needs_ipv6(network) -> None:
-    if 6 not in expect.families(network):
-        pytest.skip("the configuration has no IPv6 range")
 
 
 def test_every_range_gives_the_pod_an_address_in_it_on_its_interface(net, add_pod):
@@ -261,156 +317,34 @@ def test_every_range_gives_the_pod_an_address_in_it_on_its_interface(net, add_po
     pod = attach(net, add_pod, "pod1")
     seen = kernel_addresses(net.live, "pod1", pod.ifname)
     given = [ipaddress.ip_interface(a) for a in pod.addresses()]
-    for family in (4, 6):
-        ranges = [subnet for subnet, _ in expect.subnets(net.network, family)]
-        mine = [a for a in given if a.version == family]
-        global_seen = {a for a in seen if a.version == family and not a.ip.is_link_local}
+    for version in (4, 6):
+        ranges = [subnet for subnet, _ in expect.subnets(net.network, version)]
+        mine = [a for a in given if a.version == version]
+        global_seen = {a for a in seen if a.version == version and not a.ip.is_link_local}
         if not ranges:
-            assert not global_seen, f"IPv{family}: no range configured, yet pod1 has {sorted(map(str, global_seen))}"
+            assert not global_seen, f"IPv{version}: no range configured, yet pod1 has {sorted(map(str, global_seen))}"
             continue
-        assert mine, f"IPv{family}: ranges {[str(r) for r in ranges]}, but the result gave no address: {pod.result}"
+        assert mine, f"IPv{version}: ranges {[str(r) for r in ranges]}, but the result gave no address: {pod.result}"
         for address in mine:
             assert any(address.ip in subnet for subnet in ranges), \
                 f"the result's {address} is in none of the ranges {[str(r) for r in ranges]}"
             assert address in seen, f"the result's {address} is not on pod1's {pod.ifname}: {sorted(map(str, seen))}"
 
 
-@pytest.mark.parametrize("family", [4, 6])
-def test_the_pod_has_a_default_route_for_each_family_promised(net, add_pod, family):
-    if family not in expect.families(net.network):
-        pytest.skip(f"the configuration has no IPv{family} range")
+@EACH_FAMILY
+def test_the_pod_has_a_default_route_for_each_family_promised(family, net, add_pod):
     pod = attach(net, add_pod, "pod1")
-    default = "0.0.0.0/0" if family == 4 else "::/0"
-    found = [r for r in state.routes(net.live.ipr("pod1"), (AF_INET if family == 4 else AF_INET6,))
+    default = "0.0.0.0/0" if family.version == 4 else "::/0"
+    found = [r for r in state.routes(net.live.ipr("pod1"), (AF_INET if family.version == 4 else AF_INET6,))
              if r.dst == default and r.table == 254]
-    if not expect.default_route(net.network, family):
-        assert not found, f"no default route of IPv{family} is configured, yet pod1 has {found}"
+    if not expect.default_route(net.network, family.version):
+        assert not found, f"no default route of IPv{family.version} is configured, yet pod1 has {found}"
         return
     assert found, f"pod1 has no {default} route (ipam routes or isDefaultGateway promise one): {pod.result}"
-    gateway = gateway6_of(pod) if family == 6 else pod.gateway()
+    gateway = family.gateway(pod)
     vias = {r.via for r in found}
     assert gateway is None or gateway in vias or any(v and v.startswith("fe80:") for v in vias), \
         f"pod1's {default} goes via {vias}, not via its gateway {gateway}"
-
-
-def test_a_pod_reaches_its_ipv6_gateway_and_the_expected_node_answers(net, add_pod):
-    needs_ipv6(net.network)
-    pod = attach(net, add_pod, "pod1")
-    gateway, owner = gateway6_of(pod), expect.gateway_owner(net.network)
-    if not gateway:
-        pytest.skip("the result names no IPv6 gateway")
-    ping = net.live.probe.ping("pod1", gateway, timeout=DEADLINE if owner else QUIET_WINDOW)
-    if owner is None:
-        assert not ping, f"nothing should hold the gateway {gateway} (no isGateway), yet it answered: {ping}"
-        return
-    assert ping, f"pod1 ({ip6_of(pod)}) -> gateway {gateway}: {ping.error}"
-    answered_by = net.live.neighbour("pod1", gateway)  # neighbour discovery's answer
-    node = "host" if owner == "host" else "internet"
-    assert answered_by in macs(net.live, node), \
-        f"the gateway {gateway} answered from {answered_by}, not from a link of {node} {sorted(macs(net.live, node))}"
-
-
-def test_an_unassigned_ipv6_address_on_the_pod_network_does_not_answer(net, add_pod):
-    needs_ipv6(net.network)
-    pod = attach(net, add_pod, "pod1")
-    subnet = next(ipaddress.ip_interface(a).network for a in pod.addresses() if ":" in a)
-    nobody = str(subnet.broadcast_address - 1)
-    assert nobody not in (ip6_of(pod), gateway6_of(pod)), nobody
-    ping = net.live.probe.ping("pod1", nobody, timeout=QUIET_WINDOW)
-    assert not ping, f"{nobody} answered pod1 though nothing was given that address: {ping}"
-    assert net.live.neighbour("pod1", nobody) is None, "neighbour discovery found a holder of an unassigned address"
-
-
-def test_two_pods_reach_each_other_over_ipv6_with_their_own_addresses(net, add_pod):
-    needs_ipv6(net.network)
-    pod1, pod2 = attach(net, add_pod, "pod1"), attach(net, add_pod, "pod2")
-    promised = expect.pods_reach_each_other(net.network)
-    ping = net.live.probe.ping("pod1", ip6_of(pod2), timeout=DEADLINE if promised else QUIET_WINDOW)
-    if not promised:
-        assert not ping, f"{expect.kind(net.network)} promises pods apart, yet pod1 reached pod2: {ping}"
-        return
-    assert ping, f"pod1 ({ip6_of(pod1)}) -> pod2 ({ip6_of(pod2)}): {ping.error}"
-    hops = expect.pod_to_pod_hops(net.network)
-    assert ping.ttl == 64 - hops, f"the reply came with hop limit {ping.ttl}: {64 - ping.ttl} router(s), expected {hops}"
-    exchange = net.live.probe.udp("pod1", "pod2", ip6_of(pod2), 5353)
-    assert exchange, exchange.error
-    assert exchange.server_saw[0] == ip6_of(pod1), f"pod2 saw pod1 as {exchange.server_saw} (NAT inside the network?)"
-
-
-def test_ipv6_pod_traffic_leaves_as_the_configuration_says(net, add_pod):
-    """bridge and ptp's ipMasq masquerade each of the pod's addresses, IPv6 ones with ip6tables
-    (containernetworking/plugins pkg/ip/ipmasq_linux.go SetupIPMasq: ``isV6`` picks ip6tables)."""
-    needs_ipv6(net.network)
-    egress = expect.egress(net.network, UPLINK6)
-    pod = attach(net, add_pod, "pod1")
-    exchange = net.live.probe.udp("pod1", "internet", INTERNET6, 53,
-                                  timeout=DEADLINE if egress in ("masquerade", "direct") else QUIET_WINDOW)
-    if egress == "masquerade":
-        assert exchange, f"pod1 ({ip6_of(pod)}) -> {INTERNET6}: {exchange.error}"
-        assert exchange.server_saw[0] == HOST_UPLINK6, f"the internet saw pod1 as {exchange.server_saw}"
-        assert exchange.client_saw == (INTERNET6, 53) and exchange.reply == b"netconform", exchange
-    elif egress == "unrouted":
-        assert not exchange and exchange.server_saw is None, f"no IPv6 default route, yet: {exchange}"
-    else:
-        assert exchange.server_saw and exchange.server_saw[0] == ip6_of(pod), \
-            f"the internet saw pod1 as {exchange.server_saw} ({exchange.error}), expected its own {ip6_of(pod)}"
-        if egress == "direct":
-            assert exchange, exchange.error
-        else:
-            assert not exchange, f"a reply to {ip6_of(pod)} returned though the internet has no route back: {exchange}"
-
-
-@pytest.mark.promises(expect.port_mapping_capable, NO_PORT_MAPPINGS)
-def test_a_mapped_host_port_reaches_the_pod_over_ipv6_from_outside(net, add_pod):
-    """portmap DNATs each of the pod's addresses' family with its own tool (portmap.go forwardPorts:
-    ip6tables for an IPv6 container address)."""
-    needs_ipv6(net.network)
-    attach(net, add_pod, "pod1", portMappings=PORT_MAPPINGS)
-    exchange = published(net, "internet", HOST_UPLINK6)
-    assert exchange, f"internet -> [{HOST_UPLINK6}]:{MAPPED} -> pod1:{CONTAINER_PORT}: {exchange.error}"
-    assert exchange.server_saw[0] == ROUTER6, f"pod1 saw the client as {exchange.server_saw} (SNAT on the way in?)"
-    assert exchange.client_saw == (HOST_UPLINK6, MAPPED), f"the reply came from {exchange.client_saw}"
-
-
-def test_an_unmapped_host_port_does_not_reach_the_pod_over_ipv6(net, add_pod):
-    needs_ipv6(net.network)
-    attach(net, add_pod, "pod1", portMappings=PORT_MAPPINGS)
-    ports = [UNMAPPED] + ([] if expect.port_mapping_capable(net.network) else [MAPPED])
-    for port in ports:
-        exchange = published(net, "internet", HOST_UPLINK6, port, timeout=QUIET_WINDOW)
-        assert not exchange, f"[{HOST_UPLINK6}]:{port} reached pod1: {exchange}"
-
-
-@pytest.mark.promises(expect.port_mapping_capable, NO_PORT_MAPPINGS)
-@pytest.mark.parametrize("dst", [HOST_UPLINK6, "::1"])
-def test_the_host_reaches_its_own_mapped_port_over_ipv6(net, add_pod, dst):
-    """IPv6 has no route_localnet: portmap marks only IPv4's 127.0.0.1 for masquerade (portmap.go
-    fillDnatRules: "mark localhost for masq (for v4)"), so ``[::1]:port`` is promised nothing."""
-    needs_ipv6(net.network)
-    attach(net, add_pod, "pod1", portMappings=PORT_MAPPINGS)
-    promised = dst == HOST_UPLINK6 or (dst == "::1" and expect.kind(net.network) == "netavark-bridge"
-                                       and expect.localhost_port_mapping(net.network))
-    exchange = published(net, "host", dst, timeout=DEADLINE if promised else QUIET_WINDOW)
-    if not promised:
-        assert not exchange, f"[{dst}]:{MAPPED} reached pod1, which nothing promises over IPv6: {exchange}"
-        return
-    assert exchange, f"host -> [{dst}]:{MAPPED} -> pod1:{CONTAINER_PORT}: {exchange.error}"
-    assert exchange.client_saw == (dst, MAPPED), exchange
-
-
-@pytest.mark.promises(expect.port_mapping_capable, NO_PORT_MAPPINGS)
-def test_a_pod_reaches_itself_through_the_mapped_port_over_ipv6(net, add_pod):
-    """portmap's hairpin mark covers both families (fillDnatRules: ``-s containerNet -j SETMARK``)."""
-    needs_ipv6(net.network)
-    pod = attach(net, add_pod, "pod1", portMappings=PORT_MAPPINGS)
-    promised = expect.hairpin_port_mapping(net.network)
-    exchange = published(net, "pod1", HOST_UPLINK6, timeout=DEADLINE if promised else QUIET_WINDOW)
-    if not promised:
-        assert not exchange, f"hairpin worked though nothing masquerades it: {exchange}"
-        return
-    assert exchange, f"pod1 -> [{HOST_UPLINK6}]:{MAPPED} -> pod1:{CONTAINER_PORT}: {exchange.error}"
-    assert exchange.server_saw[0] == gateway6_of(pod), \
-        f"pod1 saw itself as {exchange.server_saw}, not masqueraded to its gateway {gateway6_of(pod)}"
 
 
 # ---------------------------------------------------------------- other networks

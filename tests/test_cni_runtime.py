@@ -211,7 +211,8 @@ def test_each_plugin_gets_its_configuration_unchanged_but_for_what_the_runtime_a
     (SPEC-095, SPEC-100, SPEC-180), prevResult for all but the first ADD (SPEC-096, SPEC-097, SPEC-181),
     capabilities removed (SPEC-098); SPEC-178 (0.4.0): the list's name and cniVersion replace the plugin's. No
     dataDir or other key is injected: the plugins' /var/lib/cni is the runtime's own directory
-    (harness.kernel.sandbox.PluginState), where a plugin's write there lands."""
+    (harness.kernel.sandbox.PluginState), where a plugin's write there lands. CHECK and DEL get the same, with
+    the ADD's final result as prevResult (SPEC-047, SPEC-148, SPEC-182)."""
     plugins.make("rec-a", "rec-b")
     mine = tmp_path / "state" / "var-lib-cni" / "rec" / "dev-c1"
     plugins.tell("rec-a", "ADD", write="/var/lib/cni/rec/dev-c1")
@@ -234,7 +235,6 @@ def test_each_plugin_gets_its_configuration_unchanged_but_for_what_the_runtime_a
     assert mine.read_text() == "dev-c1", os.listdir(tmp_path / "state" / "var-lib-cni")
     if os.path.isdir(sandbox.PLUGIN_STATE):
         assert not os.path.exists(os.path.join(sandbox.PLUGIN_STATE, "rec", "dev-c1"))
-    # DEL and CHECK: the same configuration with the ADD's final result as prevResult (SPEC-047, SPEC-148).
     runtime.check(net, "dev-c1", NETNS, result, "eth0", given)
     runtime.delete(net, "dev-c1", NETNS, result, "eth0", given)
     later = plugins.sent()[2:]

@@ -430,7 +430,7 @@ def test_a_hung_plugin_costs_one_timeout_then_fails_at_once(plugins, runtime, tm
 def test_every_runtime_judgement_names_a_test_here():
     """statements.yaml judges the runtime's duties "untestable" on a plugin binary; those proven here name the
     test (``tests/test_cni_runtime.py::test_x``). Each name must be a test of this file whose docstring cites
-    the statement (its id, or, for disableGC, which statements.yaml does not hold yet, the sentence)."""
+    the statement's id. (disableGC is after spec-v1.1.0, so statements.yaml holds no statement of it.)"""
     with open(__file__, encoding="utf-8") as handle:
         source = handle.read()
     proven = {s.id: re.findall(r"tests/test_cni_runtime\.py::(\w+)", s.untestable or "")

@@ -104,17 +104,26 @@ class CniBackend(NetworkBackend):
         return f"netconform-{pod}"
 
     def attach(self, pod, ifname="eth0", **runtime_args):
-        result = self.runtime.add(self.network, self.container_id(pod), self.netns_path(pod), ifname,
-                                  runtime_args or None)
-        attachment = Attachment(pod, ifname, self.container_id(pod), self.netns_path(pod), result, runtime_args)
-        self.attached[(pod, ifname)] = attachment
+        key, container_id, netns = (pod, ifname), self.container_id(pod), self.netns_path(pod)
+        try:
+            result = self.runtime.add(self.network, container_id, netns, ifname, runtime_args or None)
+        except CniError as exc:
+            if exc.del_failure is not None:  # the DEL after the failed ADD failed too: it is still owed (SPEC-082)
+                self.attached[key] = Attachment(pod, ifname, container_id, netns, {}, runtime_args)
+            raise
+        attachment = Attachment(pod, ifname, container_id, netns, result, runtime_args)
+        self.attached[key] = attachment
         return attachment
 
     def detach(self, pod, ifname="eth0"):
-        attachment = self.attached.pop((pod, ifname), None)
+        """The pod's DEL, with the cached ADD result as prevResult. The attachment is forgotten only once a DEL
+        succeeded (SPEC-090: the runtime "must store the result ... as it is required for _check_ and _delete_";
+        SPEC-150: it deletes it "on a successful DEL"), so a DEL that failed is retried with it."""
+        attachment = self.attached.get((pod, ifname))
         self.runtime.delete(self.network, self.container_id(pod), self.netns_path(pod),
-                            attachment.result if attachment else None, ifname,
+                            attachment.result or None if attachment else None, ifname,
                             attachment.runtime_args if attachment else None)
+        self.attached.pop((pod, ifname), None)
 
     def unavailable(self):
         if self.missing:

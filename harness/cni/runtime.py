@@ -13,6 +13,11 @@ a namespace of the sandbox. Their configuration reaches them as the spec says, u
 what the runtime sets (cniVersion, name, prevResult, runtimeConfig); their files go to a
 /var/lib/cni of the run's own (STATE_DIR/var-lib-cni, bind-mounted in the plugin's mount
 namespace), so host-local's defaults and flannel's delegation keep their state in the run.
+
+What else the spec asks of a runtime, each proven in tests/test_cni_runtime.py against plugins that record
+what they were sent: the version selected from ``cniVersions`` and ``disableCheck``/``disableGC`` read
+(harness.cni.conf); a DEL after a failed ADD; GC continuing past an error and returning every error; and a
+plugin binary that once gave no answer not run again in this process (one timeout, not one per test).
 """
 from __future__ import annotations
 
@@ -26,11 +31,20 @@ from dataclasses import dataclass, field
 from harness.kernel import sandbox
 from harness.errors import CapabilityMissing, NetconformError
 from harness.kernel.deadline import Deadline
-from .conf import NetworkConfig
+from .conf import NetworkConfig, version_key
 
 DEFAULT_PATH = ("/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni")
 PLUGIN_TIMEOUT = 20.0  # seconds: a plugin that has not answered by then is hung
 PLUGIN_STATE_DIR = "var-lib-cni"  # in the runtime's state directory: the plugins' /var/lib/cni
+# GC's list of the still valid attachments: spec-v1.1.0 names it cni.dev/attachments, the spec after it (and
+# libcni, containernetworking/cni#1101) cni.dev/valid-attachments; libcni sends both, and so do we.
+GC_ATTACHMENTS = ("cni.dev/attachments", "cni.dev/valid-attachments")
+NO_ATTACHMENT = {"CNI_CONTAINERID": None, "CNI_NETNS": None, "CNI_IFNAME": None, "CNI_ARGS": None}
+
+# Plugin binaries (their real paths) that gave no answer within the timeout, with that first line: in this
+# process (each pytest-xdist worker learns it once) they are not run again, so a hung plugin costs one
+# timeout, not one per test.
+_hung: dict[str, str] = {}
 
 
 class CniError(NetconformError):
@@ -40,6 +54,8 @@ class CniError(NetconformError):
         super().__init__(message)
         self.run = run
         self.code = run.error.get("code") if run is not None and isinstance(run.error, dict) else None
+        self.del_failure: CniError | None = None  # a failed ADD: the DEL after it, had it failed too
+        self.errors: list[CniError] = [self]  # GC: every plugin's error (it continues past each)
 
 
 @dataclass
@@ -133,6 +149,11 @@ class Runtime:
         if env_override is not None:
             env = {k: v for k, v in {**env, **env_override}.items() if v is not None}
         run = PluginRun(command, plugin_type, env, conf)
+        real = os.path.realpath(binary)
+        if real in _hung:
+            run.problem = f"not run: {real} hung earlier in this process ({_hung[real]})"
+            self.log.append(run)
+            return run
         os.makedirs(self.plugin_state.directory, exist_ok=True)
         wait = Deadline(self.timeout, "cni plugin")
         try:
@@ -156,6 +177,7 @@ class Runtime:
                 process.wait()
                 run.seconds = wait.elapsed()
                 run.problem = f"no answer within {self.timeout:g} s (killed)"
+                _hung[real] = f"{command}: {run.problem}"
                 run.stdout, run.stderr = (
                     (out or b"").decode(errors="replace") if isinstance(out, bytes) else (out or "")
                     for out in (exc.stdout, exc.stderr))
@@ -188,20 +210,37 @@ class Runtime:
     # -- the network configuration operations ----------------------------------------
     def add(self, network: NetworkConfig, container_id: str, netns: str, ifname: str = "eth0",
             runtime_args: dict | None = None) -> dict:
+        """The chain's ADD; when it fails, the DEL after it (SPEC-083, SPEC.md 1.0.0 and 1.1.0, Section 3 >
+        Lifecycle & Ordering, MUST: "A _delete_ must still be executed even if the _add_ fails."; SPEC-188,
+        spec-v0.4.0, Network Configuration List Error Handling, SHOULD: the DEL "for all plugins in the list,
+        even if some were not called during the ADD action"), then the ADD's error, with the DEL's failure
+        (if it failed too) as its ``del_failure``."""
         self.binaries(network)
         result = None
         for plugin in network.plugins:
             conf = self.prepare(network, plugin, result, runtime_args)
             run = self.exec("ADD", plugin["type"], conf, container_id, netns, ifname)
+            failure = None
             if run.problem or run.error or run.returncode != 0:
-                raise CniError(f"ADD {container_id}: {run.describe()}", run)
-            if run.result is None:
-                raise CniError(f"ADD {container_id}: {plugin['type']} printed no result", run)
+                failure = CniError(f"ADD {container_id}: {run.describe()}", run)
+            elif run.result is None:
+                failure = CniError(f"ADD {container_id}: {plugin['type']} printed no result", run)
+            if failure is not None:
+                try:  # no result to give as prevResult: "it may be omitted for DEL if not available" (SPEC-182)
+                    self.delete(network, container_id, netns, None, ifname, runtime_args)
+                except CniError as undo:
+                    failure.del_failure = undo
+                raise failure
             result = run.result
         return result
 
     def check(self, network: NetworkConfig, container_id: str, netns: str, prev_result: dict,
               ifname: str = "eth0", runtime_args: dict | None = None) -> None:
+        """The chain's CHECK; with ``disableCheck`` none (SPEC-005, SPEC-046, SPEC-157, MUST NOT: "runtimes
+        must not call CHECK for this network configuration list"; SPEC.md 1.0.0, 1.1.0, Section 3 > Checking
+        an attachment: "always return success to the caller")."""
+        if network.disable_check:
+            return
         self.binaries(network)
         for plugin in network.plugins:
             conf = self.prepare(network, plugin, prev_result, runtime_args)
@@ -217,6 +256,33 @@ class Runtime:
             run = self.exec("DEL", plugin["type"], conf, container_id, netns, ifname)
             if run.problem or run.error or run.returncode != 0:
                 raise CniError(f"DEL {container_id}: {run.describe()}", run)
+
+    def gc(self, network: NetworkConfig, valid: list[tuple[str, str]]) -> None:
+        """The network's GC, ``valid`` the (container id, ifname) of the attachments still valid.
+
+        SPEC.md 1.1.0, Section 3 > Garbage-collecting a network: every plugin, in order, with no attachment
+        parameters (CNI_COMMAND and CNI_PATH only, SPEC-073), its configuration with cniVersion, name and
+        the valid attachments (no runtimeConfig, prevResult: those are for ADD, DEL, CHECK); "If the plugin
+        returns an error, **continue** with execution, returning all errors to the caller": one CniError
+        naming each, all of them in its ``errors``. Nothing runs with ``disableGC`` (SPEC.md after
+        spec-v1.1.0, 1125b83, Section 1 > Configuration format: "If `disableGC` is `true`, runtimes must not
+        call `GC` for this network configuration list"), nor below cniVersion 1.1.0, which has no GC (libcni's
+        GCNetworkList does the same)."""
+        if network.disable_gc or (version_key(network.cni_version) or (0, 0, 0)) < (1, 1, 0):
+            return
+        self.binaries(network)
+        attachments = [{"containerID": container_id, "ifname": ifname} for container_id, ifname in valid]
+        errors = []
+        for plugin in network.plugins:
+            conf = {**plugin, "cniVersion": network.cni_version, "name": network.name,
+                    **{key: attachments for key in GC_ATTACHMENTS}}
+            run = self.exec("GC", plugin["type"], conf, env_override=NO_ATTACHMENT)
+            if run.problem or run.error or run.returncode != 0:
+                errors.append(CniError(f"GC {network.name}: {run.describe()}", run))
+        if errors:
+            failure = CniError("; ".join(str(e) for e in errors), errors[0].run)
+            failure.errors = errors
+            raise failure
 
     def version(self, plugin_type: str, cni_version: str = "1.0.0") -> PluginRun:
         return self.exec("VERSION", plugin_type, {"cniVersion": cni_version})

@@ -4,7 +4,8 @@
     python -m harness lab up LAB [--command CMD]    build LAB in a private sandbox and open a shell in
                                                     its host (or run CMD there); leaving removes it all
     python -m harness labs                          the bundled labs
-    python -m harness report [--results D] [--html D] render the HTML report, print the matrix
+    python -m harness report [--results D [D..]] [--html D]  render the HTML report, print the matrix;
+                                                    several D (cells: matrix, vm run, CI jobs) are merged
     python -m harness check LAB_FILE                validate a lab file (exit 2 if it is wrong)
     python -m harness script LAB                    the shell reproducer of a lab
     python -m harness teardown LAB                  the script that removes it again
@@ -91,17 +92,35 @@ def _lab_up(args) -> str:
 
 
 def _report(args) -> str:
-    from harness.evidence.matrix import matrices_text, render_html
-    if not os.path.isdir(args.results):
-        raise LabError(f"{args.results}: no Allure results (run pytest with --alluredir {args.results})")
-    table = matrices_text(args.results)
+    """One results directory: its matrices. Several, or cells (a matrix run's, CI jobs'): merged into
+    ``--merged`` first, and the view lists the tests whose outcome differs between cells first."""
+    import glob
+
+    from harness.evidence import cells
+    from harness.evidence.matrix import kernel_matrix_text, matrices_text, render_html
+    dirs = args.results or ["reports/allure-results"]
+    for path in dirs:
+        if not os.path.isdir(path):
+            raise LabError(f"{path}: no Allure results (run pytest with --alluredir {path})")
+    if len(dirs) == 1 and glob.glob(os.path.join(dirs[0], "*-result.json")):
+        results, merged = dirs[0], ""
+        table = matrices_text(results)
+    else:
+        try:
+            found = cells.merge(dirs, args.merged)
+        except FileNotFoundError as exc:
+            raise LabError(str(exc)) from None
+        results = os.path.join(args.merged, "allure-results")
+        merged = "".join(f"cell {path}: kernel {labels['kernel']}; {labels['builds']}\n" for path, labels in found)
+        merged += f"merged {len(found)} cells into {results} and {os.path.join(args.merged, 'junit.xml')}\n\n"
+        table = kernel_matrix_text(results, ("kernel", "builds"))
     try:
-        index = render_html(args.results, args.html, args.tools)
+        index = render_html(results, args.html, args.tools)
     except (FileNotFoundError, RuntimeError) as exc:
-        raise LabError(str(exc)) from None
-    return f"{table}\n\nHTML report: {index}\n"
-
-
+        if not merged:
+            raise LabError(str(exc)) from None
+        return f"{merged}{table}\n\nno HTML report: {exc}\n"
+    return f"{merged}{table}\n\nHTML report: {index}\n"
 
 
 def _vm_list(args) -> str:
@@ -261,7 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("lab", help="a bundled lab's name or a lab file's path")
         sub.set_defaults(run=lambda args, render=render: render(load_lab(args.lab)))
     report = commands.add_parser("report", help="render the HTML report and print the conformance matrix")
-    report.add_argument("--results", default="reports/allure-results")
+    report.add_argument("--results", nargs="+", metavar="DIR", help="Allure results (default reports/allure-results); "
+                        "several, or cells' directories (matrix, vm run, CI jobs): merged into --merged first")
+    report.add_argument("--merged", default="reports/merged", help="where several cells' results are merged")
     report.add_argument("--html", default="reports/html")
     report.add_argument("--tools", default=".tools", help="where npm installed allure")
     report.set_defaults(run=_report)

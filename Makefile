@@ -30,8 +30,7 @@ PY          := $(VENV)/bin/python
 PYTEST      := $(VENV)/bin/pytest
 REPORT_ARGS  = --alluredir reports/allure-results --clean-alluredir --junitxml reports/junit.xml
 
-PHONY_LINT = lint-tools
-.PHONY: $(PHONY_LINT) setup setup-check system-packages check-packages vm-packages report-tools conformance check vm-check corpus \
+.PHONY: setup setup-check lint-tools system-packages check-packages vm-packages report-tools conformance check vm-check corpus \
         matrix bench soak clean
 
 setup: system-packages $(VENV)/.installed report-tools

@@ -12,7 +12,7 @@
     python -m harness topology LAB [--format dot]   a Mermaid (default) or Graphviz diagram
     python -m harness vm list                       the VM boxes (harness/vm/boxes.json)
     python -m harness vm box [RELEASE...]           build (or reuse) the offline boxes netconform/RELEASE
-    python -m harness vm clean [--all]              remove stale boxes from the cache (--all: every box, the .debs)
+    python -m harness vm clean [--all] [--dry-run]    remove stale boxes from the cache (--all: every box, the .debs)
     python -m harness vm run NAME [--keep-vm] -- ARGS  run pytest ARGS in VM NAME; results in reports/vm/NAME
     python -m harness matrix [--boxes B..] [-- ARGS]  the suites in each offline box (kernel x builds), merged
     python -m harness impl list                     the implementations' builds (Debian releases) and their state
@@ -148,7 +148,13 @@ def _vm_box(args) -> str:
 
 def _vm_clean(args) -> str:
     from harness.vm import cache
-    removed = cache.clean(paths.require_checkout("vm clean"), everything=args.all)
+    project = paths.require_checkout("vm clean")
+    if args.dry_run:
+        stale = [(path, cache.size(path)) for path in cache.stale(project, everything=args.all)]
+        lines = [f"would remove {path} ({size / 2**20:.0f} MiB)\n" for path, size in stale]
+        total = sum(size for _, size in stale)
+        return "".join(lines) + f"netconform: vm clean --dry-run: {len(stale)} to remove, {total / 2**30:.1f} GiB\n"
+    removed = cache.clean(project, everything=args.all)
     lines = [f"removed {path} ({size / 2**20:.0f} MiB)\n" for path, size in removed]
     total = sum(size for _, size in removed)
     return "".join(lines) + f"netconform: vm clean: {len(removed)} removed, {total / 2**30:.1f} GiB freed\n"
@@ -299,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     vm_clean = vm.add_parser("clean", help="remove the boxes this checkout's inputs no longer make (--all: every "
                              "box and the cached .debs)")
     vm_clean.add_argument("--all", action="store_true")
+    vm_clean.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
     vm_clean.set_defaults(run=_vm_clean)
     vm_run = vm.add_parser("run", help="bring VM NAME up, run pytest there, bring the results back, destroy it")
     vm_run.add_argument("name", help="a box of `vm list` (bullseye, bookworm, trixie, forky: offline boxes built here)")

@@ -180,3 +180,17 @@ def test_report_of_a_directory_with_no_results_is_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     assert main(["report", "--results", str(tmp_path / "empty"), str(tmp_path / "empty"),
                  "--merged", str(tmp_path / "m")]) == 2
+
+
+def test_vm_clean_dry_run_names_what_clean_would_remove_and_removes_nothing(tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+    monkeypatch.setattr(box, "CACHE", str(tmp_path))
+    (tmp_path / "boxes").mkdir()
+    old = tmp_path / "boxes" / "netconform-forky-000000000000.box"
+    old.write_bytes(b"x" * 2**20)
+    assert main(["vm", "clean", "--dry-run"]) == 0
+    assert capsys.readouterr().out == (f"would remove {old} (1 MiB)\n"
+                                       "netconform: vm clean --dry-run: 1 to remove, 0.0 GiB\n")
+    assert old.exists()
+    assert main(["vm", "clean"]) == 0
+    assert f"removed {old} (1 MiB)" in capsys.readouterr().out and not old.exists()

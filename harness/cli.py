@@ -4,14 +4,15 @@
     python -m harness lab up LAB [--command CMD]    build LAB in a private sandbox and open a shell in
                                                     its host (or run CMD there); leaving removes it all
     python -m harness labs                          the bundled labs
-    python -m harness report [--results D] [--html D] render the HTML report, print the matrix
+    python -m harness report [--results D [D..]] [--html D]  render the HTML report, print the matrix;
+                                                    several D (cells: matrix, vm run, CI jobs) are merged
     python -m harness check LAB_FILE                validate a lab file (exit 2 if it is wrong)
     python -m harness script LAB                    the shell reproducer of a lab
     python -m harness teardown LAB                  the script that removes it again
     python -m harness topology LAB [--format dot]   a Mermaid (default) or Graphviz diagram
     python -m harness vm list                       the VM boxes (harness/vm/boxes.json)
     python -m harness vm box [RELEASE...]           build (or reuse) the offline boxes netconform/RELEASE
-    python -m harness vm clean [--all]              remove stale boxes from the cache (--all: every box, the .debs)
+    python -m harness vm clean [--all] [--dry-run]    remove stale boxes from the cache (--all: every box, the .debs)
     python -m harness vm run NAME [--keep-vm] -- ARGS  run pytest ARGS in VM NAME; results in reports/vm/NAME
     python -m harness matrix [--boxes B..] [-- ARGS]  the suites in each offline box (kernel x builds), merged
     python -m harness impl list                     the implementations' builds (Debian releases) and their state
@@ -91,17 +92,35 @@ def _lab_up(args) -> str:
 
 
 def _report(args) -> str:
-    from harness.evidence.matrix import matrices_text, render_html
-    if not os.path.isdir(args.results):
-        raise LabError(f"{args.results}: no Allure results (run pytest with --alluredir {args.results})")
-    table = matrices_text(args.results)
+    """One results directory: its matrices. Several, or cells (a matrix run's, CI jobs'): merged into
+    ``--merged`` first, and the view lists the tests whose outcome differs between cells first."""
+    import glob
+
+    from harness.evidence import cells
+    from harness.evidence.matrix import kernel_matrix_text, matrices_text, render_html
+    dirs = args.results or ["reports/allure-results"]
+    for path in dirs:
+        if not os.path.isdir(path):
+            raise LabError(f"{path}: no Allure results (run pytest with --alluredir {path})")
+    if len(dirs) == 1 and glob.glob(os.path.join(dirs[0], "*-result.json")):
+        results, merged = dirs[0], ""
+        table = matrices_text(results)
+    else:
+        try:
+            found = cells.merge(dirs, args.merged)
+        except FileNotFoundError as exc:
+            raise LabError(str(exc)) from None
+        results = os.path.join(args.merged, "allure-results")
+        merged = "".join(f"cell {path}: kernel {labels['kernel']}; {labels['builds']}\n" for path, labels in found)
+        merged += f"merged {len(found)} cells into {results} and {os.path.join(args.merged, 'junit.xml')}\n\n"
+        table = kernel_matrix_text(results, ("kernel", "builds"))
     try:
-        index = render_html(args.results, args.html, args.tools)
+        index = render_html(results, args.html, args.tools)
     except (FileNotFoundError, RuntimeError) as exc:
-        raise LabError(str(exc)) from None
-    return f"{table}\n\nHTML report: {index}\n"
-
-
+        if not merged:
+            raise LabError(str(exc)) from None
+        return f"{merged}{table}\n\nno HTML report: {exc}\n"
+    return f"{merged}{table}\n\nHTML report: {index}\n"
 
 
 def _vm_list(args) -> str:
@@ -129,7 +148,13 @@ def _vm_box(args) -> str:
 
 def _vm_clean(args) -> str:
     from harness.vm import cache
-    removed = cache.clean(paths.require_checkout("vm clean"), everything=args.all)
+    project = paths.require_checkout("vm clean")
+    if args.dry_run:
+        stale = [(path, cache.size(path)) for path in cache.stale(project, everything=args.all)]
+        lines = [f"would remove {path} ({size / 2**20:.0f} MiB)\n" for path, size in stale]
+        total = sum(size for _, size in stale)
+        return "".join(lines) + f"netconform: vm clean --dry-run: {len(stale)} to remove, {total / 2**30:.1f} GiB\n"
+    removed = cache.clean(project, everything=args.all)
     lines = [f"removed {path} ({size / 2**20:.0f} MiB)\n" for path, size in removed]
     total = sum(size for _, size in removed)
     return "".join(lines) + f"netconform: vm clean: {len(removed)} removed, {total / 2**30:.1f} GiB freed\n"
@@ -261,7 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("lab", help="a bundled lab's name or a lab file's path")
         sub.set_defaults(run=lambda args, render=render: render(load_lab(args.lab)))
     report = commands.add_parser("report", help="render the HTML report and print the conformance matrix")
-    report.add_argument("--results", default="reports/allure-results")
+    report.add_argument("--results", nargs="+", metavar="DIR", help="Allure results (default reports/allure-results); "
+                        "several, or cells' directories (matrix, vm run, CI jobs): merged into --merged first")
+    report.add_argument("--merged", default="reports/merged", help="where several cells' results are merged")
     report.add_argument("--html", default="reports/html")
     report.add_argument("--tools", default=".tools", help="where npm installed allure")
     report.set_defaults(run=_report)
@@ -278,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     vm_clean = vm.add_parser("clean", help="remove the boxes this checkout's inputs no longer make (--all: every "
                              "box and the cached .debs)")
     vm_clean.add_argument("--all", action="store_true")
+    vm_clean.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
     vm_clean.set_defaults(run=_vm_clean)
     vm_run = vm.add_parser("run", help="bring VM NAME up, run pytest there, bring the results back, destroy it")
     vm_run.add_argument("name", help="a box of `vm list` (bullseye, bookworm, trixie, forky: offline boxes built here)")

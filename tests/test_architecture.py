@@ -20,7 +20,8 @@ MAY_IMPORT = {
     "emulate": {"kernel"},
     "evidence": {"kernel", "lab"},
     "cni": {"kernel", "lab", "backends"},  # its backends subclass harness.backends.base
-    "vm": {"kernel", "impl"},  # impl: a box installs its release's builds from the archive fetch.py reads
+    "vm": {"kernel", "impl", "evidence"},  # impl: a box installs its release's builds from the archive fetch.py
+    # reads; evidence: a matrix cell's results are labelled as the merge of CI cells labels them
     "backends": {"kernel", "lab", "probe"},  # never cni: the CNI backends come in as entry points
     "bench": {"kernel", "lab", "probe", "evidence", "cni", "backends", "emulate", "impl"},  # impl: times each build
 }

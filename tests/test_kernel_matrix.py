@@ -124,3 +124,73 @@ def test_vm_clean_removes_only_what_this_checkouts_inputs_no_longer_make(tmp_pat
     assert cache.clean(project) == []  # nothing stale is left
     everything = [path for path, _ in cache.clean(project, everything=True)]
     assert everything == [str(current), str(vagrant_boxes / "netconform-VAGRANTSLASH-forky"), str(tmp_path / "debs")]
+
+
+def ci_cell(artifacts, job, box, kernel, outcomes, implementation="cni:bridge"):
+    """A CI job's artifact: the matrix root it uploaded (its cell BOX, unlabelled as `vm run` leaves
+    it, and the root's merged copy of it, which the merge must not count twice)."""
+    cell = artifacts / job / box
+    allure = cell / "allure-results"
+    allure.mkdir(parents=True)
+    for number, (full_name, status) in enumerate(outcomes.items()):
+        labels = [{"name": "epic", "value": "CNI datapath"}, {"name": "implementation", "value": implementation}]
+        (allure / f"{job}-{number}-result.json").write_text(json.dumps(
+            {"name": full_name, "fullName": full_name, "status": status, "labels": labels}))
+    (allure / "environment.properties").write_text(f"kernel={kernel}\ncni-plugins=1.1.1\nnetavark=1.4.0\n"
+                                                   f"vm={box}\nvm.box=netconform/{box}\nvm.kernel={kernel}\n")
+    (cell / "kernel").write_text(kernel + "\n")
+    (cell / "junit.xml").write_text(f'<?xml version="1.0"?><testsuites><testsuite name="pytest" tests="{len(outcomes)}">'
+                                    '<testcase classname="suites.cni" name="t"/></testsuite></testsuites>')
+    import shutil
+    shutil.copytree(allure, artifacts / job / "allure-results")
+    return cell
+
+
+def test_report_merges_ci_cells_labels_them_from_their_own_files_and_lists_differences_first(tmp_path, capsys):
+    from harness.cli import main
+    artifacts = tmp_path / "artifacts"
+    bookworm = ci_cell(artifacts, "cell-bookworm-cni", "bookworm", "6.1.0-50-amd64",
+                       {"suites.cni#test_a": "passed", "suites.cni#test_b": "failed"})
+    ci_cell(artifacts, "cell-forky-cni", "forky", "7.2.12", {"suites.cni#test_a": "passed", "suites.cni#test_b": "passed"})
+    # Another implementation's cell ran other tests: they are not "not run" in the cni cells.
+    ci_cell(artifacts, "cell-forky-netavark", "forky", "7.2.12", {"suites.cni#test_n": "skipped"},
+            implementation="netavark:netavark-portmap")
+    before = (bookworm / "allure-results" / "cell-bookworm-cni-0-result.json").read_text()
+    merged = tmp_path / "merged"
+    assert main(["report", "--results", *sorted(str(p) for p in artifacts.iterdir()), "--merged", str(merged),
+                 "--html", str(tmp_path / "html"), "--tools", str(tmp_path / "no-tools")]) == 0
+    out = capsys.readouterr().out
+    assert "merged 3 cells" in out and "no HTML report: Allure 3 is not installed" in out, out
+    view_text = out.split("cells into", 1)[1]
+    assert view_text.split("\n\n", 1)[1].startswith("1 tests whose outcome differs between kernels or builds:"), out
+    assert "suites.cni#test_b" in out and "suites.cni#test_n" not in out.split("kernel | area")[0], out
+    assert "6.1.0-50-amd64 | CNI datapath" in out and out.index("suites.cni#test_b") < out.index("kernel | area")
+    assert len(list((merged / "allure-results").glob("*-result.json"))) == 5  # the roots' copies not counted
+    table = view.matrix(str(merged / "allure-results"), ("release", "kernel"))
+    assert table == {"bookworm | 6.1.0-50-amd64": {"passed": 1, "failed": 1},
+                     "forky | 7.2.12": {"passed": 2, "skipped": 1}}
+    suites = ET.parse(merged / "junit.xml").getroot().findall("testsuite")
+    assert [{p.get("name"): p.get("value") for p in suite.iter("property")}["kernel"] for suite in suites] == [
+        "6.1.0-50-amd64", "7.2.12", "7.2.12"]
+    assert (bookworm / "allure-results" / "cell-bookworm-cni-0-result.json").read_text() == before  # inputs unchanged
+
+
+def test_report_of_a_directory_with_no_results_is_one_line(tmp_path):
+    from harness.cli import main
+    (tmp_path / "empty").mkdir()
+    assert main(["report", "--results", str(tmp_path / "empty"), str(tmp_path / "empty"),
+                 "--merged", str(tmp_path / "m")]) == 2
+
+
+def test_vm_clean_dry_run_names_what_clean_would_remove_and_removes_nothing(tmp_path, monkeypatch, capsys):
+    from harness.cli import main
+    monkeypatch.setattr(box, "CACHE", str(tmp_path))
+    (tmp_path / "boxes").mkdir()
+    old = tmp_path / "boxes" / "netconform-forky-000000000000.box"
+    old.write_bytes(b"x" * 2**20)
+    assert main(["vm", "clean", "--dry-run"]) == 0
+    assert capsys.readouterr().out == (f"would remove {old} (1 MiB)\n"
+                                       "netconform: vm clean --dry-run: 1 to remove, 0.0 GiB\n")
+    assert old.exists()
+    assert main(["vm", "clean"]) == 0
+    assert f"removed {old} (1 MiB)" in capsys.readouterr().out and not old.exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections import Counter, defaultdict
@@ -54,37 +55,58 @@ def test_key(result: dict) -> str:
     return result.get("fullName", result.get("name", "?")) + (f"[{parameters}]" if parameters else "")
 
 
-def differences(results_dir: str, across: str = "kernel") -> dict[str, dict[str, str]]:
-    """Every test whose outcome is not the same in every value of ``across`` (a kernel, a build):
-    test -> {value: outcome}; a test missing from a cell counts as ``not run`` there."""
-    seen: dict[str, dict[str, str]] = defaultdict(dict)
-    values = set()
+def family(result: dict) -> str:
+    """The implementation a test is of, without its profile or build (``cni``, ``netavark``,
+    ``reference labs``): cells of a CI matrix each run one, and a test counts as not run only
+    where its family ran."""
+    return re.split(r"[:(]", label_of(result, "implementation"))[0].strip()
+
+
+def _column(result: dict, across: str | tuple[str, ...]) -> str:
+    names = (across,) if isinstance(across, str) else across
+    return " | ".join(label_of(result, name) for name in names)
+
+
+def _plural(across: str | tuple[str, ...]) -> str:
+    names = (across,) if isinstance(across, str) else across
+    return " or ".join(name if name.endswith("s") else f"{name}s" for name in names)
+
+
+def differences(results_dir: str, across: str | tuple[str, ...] = "kernel") -> dict[str, dict[str, str]]:
+    """Every test whose outcome is not the same in every value of ``across`` (a kernel, a build, or
+    a tuple of labels: a cell): test -> {value: outcome}. A test missing where its implementation
+    (``family``) ran counts as ``not run`` there; where its implementation did not run, it is not compared."""
+    seen: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+    ran: dict[str, set] = defaultdict(set)
+    families: dict[str, str] = {}
     for result in results(results_dir):
-        value = label_of(result, across)
-        values.add(value)
-        seen[test_key(result)][value] = outcome(result)
+        value = _column(result, across)
+        ran[family(result)].add(value)
+        families[test_key(result)] = family(result)
+        seen[test_key(result)][value].add(outcome(result))
     differing = {}
     for test, by_value in sorted(seen.items()):
-        row = {value: by_value.get(value, "not run") for value in sorted(values)}
+        row = {value: "/".join(sorted(by_value.get(value, {"not run"}))) for value in sorted(ran[families[test]])}
         if len(set(row.values())) > 1:
             differing[test] = row
     return differing
 
 
-def differences_text(differing: dict[str, dict[str, str]], across: str = "kernel") -> str:
+def differences_text(differing: dict[str, dict[str, str]], across: str | tuple[str, ...] = "kernel") -> str:
     if not differing:
-        return f"no test's outcome differs between {across}s"
-    lines = [f"{len(differing)} tests whose outcome differs between {across}s:"]
+        return f"no test's outcome differs between {_plural(across)}"
+    lines = [f"{len(differing)} tests whose outcome differs between {_plural(across)}:"]
     for test, row in differing.items():
         lines.append(f"  {test}")
         lines.append("    " + "; ".join(f"{value}: {result}" for value, result in row.items()))
     return "\n".join(lines)
 
 
-def kernel_matrix_text(results_dir: str) -> str:
-    """The matrix run's terminal view: the cross-kernel differences first (each kernel with its
-    release's builds), then kernel x area, kernel x builds, kernel x implementation."""
-    return "\n\n".join([differences_text(differences(results_dir, "kernel")),
+def kernel_matrix_text(results_dir: str, across: str | tuple[str, ...] = "kernel") -> str:
+    """The matrix run's terminal view: the tests whose outcome differs between the values of
+    ``across`` first (kernels, each with its release's builds; or ``("kernel", "builds")``: cells),
+    then kernel x area, kernel x builds, kernel x implementation."""
+    return "\n\n".join([differences_text(differences(results_dir, across), across),
                          matrix_text(matrix(results_dir, ("kernel", "epic")), "kernel | area"),
                          matrix_text(matrix(results_dir, ("kernel", "builds")), "kernel | builds"),
                          matrix_text(matrix(results_dir, ("kernel", "implementation")), "kernel | implementation")])

@@ -42,6 +42,18 @@ def unshare(flags: int) -> None:
     _check(_libc.unshare(flags), f"unshare({flags:#x})")
 
 
+PR_SET_PDEATHSIG = 1
+SIGKILL = 9
+
+
+def die_with_parent(parent: int) -> None:
+    """In a child between fork and exec: be SIGKILLed when the thread that forked it exits, even by
+    SIGKILL (prctl PR_SET_PDEATHSIG, kept across exec), and at once if ``parent`` has already gone."""
+    _check(_libc.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:
+        os.kill(os.getpid(), SIGKILL)
+
+
 def setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
     _check(_libc.setns(fd, nstype), "setns")
 

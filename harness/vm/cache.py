@@ -20,7 +20,7 @@ from harness.vm import box
 BOX_FILE = re.compile(r"^netconform-(?P<release>[a-z0-9]+)-(?P<key>[0-9a-f]{12})\.box(\.partial)?$")
 
 
-def _size(path: str) -> int:
+def size(path: str) -> int:
     if os.path.isfile(path):
         return os.path.getsize(path)
     return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
@@ -49,10 +49,10 @@ def clean(project: str, everything: bool = False) -> list[tuple[str, int]]:
     """Remove what ``stale`` names; returns each path with the bytes it held."""
     removed = []
     for path in stale(project, everything):
-        size = _size(path)
+        held = size(path)
         if os.path.isdir(path):
             shutil.rmtree(path)
         else:
             os.unlink(path)
-        removed.append((path, size))
+        removed.append((path, held))
     return removed

@@ -16,13 +16,12 @@ one line in the view, and the others still run.
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shutil
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 from harness.errors import VmError
+from harness.evidence.cells import builds_of, label_results  # noqa: F401 (the matrix's labels are the merge's)
 from harness.vm import driver
 
 DEFAULT_BOXES = ("bullseye", "bookworm", "trixie", "forky")
@@ -45,49 +44,6 @@ class Cell:
     record: driver.VmRun | None = None
     error: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
-
-
-def builds_of(results: str) -> str:
-    """The cell's builds of the implementations, as the VM's dpkg named them (environment.properties,
-    written in the VM): ``cni-plugins 1.9.1+ds1-1, netavark 1.17.2-3``; a package the box lacks is none."""
-    found = {}
-    try:
-        with open(os.path.join(results, "allure-results", "environment.properties"), encoding="utf-8") as handle:
-            for line in handle:
-                key, _, value = line.strip().partition("=")
-                found[key] = value
-    except OSError:
-        return "unknown"
-    def version(key: str) -> str:
-        value = found.get(key, "unknown")
-        return "none" if value.startswith("dpkg-query") or value == "not installed" else value
-    return f"cni-plugins {version('cni-plugins')}, netavark {version('netavark')}"
-
-
-def label_results(results: str, labels: dict[str, str]) -> int:
-    """Add the cell's labels to every Allure result of ``results`` (and properties to its JUnit
-    suites); returns how many results there were."""
-    count = 0
-    for path in glob.glob(os.path.join(results, "allure-results", "*-result.json")):
-        with open(path, encoding="utf-8") as handle:
-            result = json.load(handle)
-        kept = [label for label in result.get("labels", []) if label.get("name") not in labels]
-        result["labels"] = kept + [{"name": name, "value": value} for name, value in labels.items()]
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump(result, handle)
-        count += 1
-    junit = os.path.join(results, "junit.xml")
-    if os.path.exists(junit):
-        tree = ET.parse(junit)
-        for suite in tree.getroot().iter("testsuite"):
-            properties = suite.find("properties")
-            if properties is None:
-                properties = ET.Element("properties")
-                suite.insert(0, properties)
-            for name, value in labels.items():
-                ET.SubElement(properties, "property", name=name, value=value)
-        tree.write(junit, encoding="utf-8", xml_declaration=True)
-    return count
 
 
 def merge(cells: list[Cell], merged: str) -> None:

@@ -9,6 +9,12 @@ it sees its own interfaces only). Vagrant is then run in the same namespaces wit
 ``nsenter``. ``stop()`` kills every process left in the namespace (qemu outlives
 libvirtd), and with the last of them the namespace, its bridge and its rules are gone.
 
+Nothing outlives the driver, even SIGKILLed (when no ``finally`` runs): libvirtd is PID 1 of a
+PID namespace of its own (``unshare --pid --fork --kill-child``), so qemu and dnsmasq, which it
+daemonizes, are in it too and the kernel kills them all when libvirtd dies; and ``unshare``, like
+every ``nsenter`` this module hands out (Vagrant, ssh), dies with the driver (PR_SET_PDEATHSIG,
+``setpriv --pdeathsig``). With the last of them the network namespace goes.
+
 Debian's libvirt is built to run qemu as ``libvirt-qemu`` and refuses to start when that
 user does not exist; ``libvirt-daemon-system`` would add it to the machine. Here the
 namespace gets copies of /etc/passwd and /etc/group that name it, and qemu runs as root.
@@ -30,6 +36,11 @@ MS_NOSUID, MS_NODEV = 2, 4
 PRIVATE_TMPFS = ("/run", "/var/lib/libvirt", "/var/log/libvirt", "/var/cache/libvirt")
 START_DEADLINE = 60.0
 STOP_DEADLINE = 30.0
+# libvirtd as PID 1 of a PID namespace (its /proc mounted there): what it starts dies with it, and
+# it dies with unshare, which dies with the driver.
+PID_NAMESPACE = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL"]
+# Every command run in the namespace dies with the driver (its pdeathsig survives nsenter's exec).
+DIE_WITH_DRIVER = ["setpriv", "--pdeathsig", "KILL"]
 LIBVIRTD_CONF = """\
 unix_sock_group = "root"
 unix_sock_rw_perms = "0700"
@@ -72,7 +83,10 @@ def _accounts(state: str) -> dict[str, str]:
 
 def _enter_private_namespaces(state: str, accounts: dict[str, str]):
     """The libvirtd child's preexec: its own netns and mount namespace, private dirs, then exec."""
+    driver = os.getpid()
+
     def preexec():
+        nsutil.die_with_parent(driver)
         os.setsid()
         nsutil.unshare(nsutil.CLONE_NEWNET | nsutil.CLONE_NEWNS)
         nsutil.mount("none", "/", None, nsutil.MS_REC | nsutil.MS_PRIVATE)  # nothing leaks back
@@ -87,7 +101,8 @@ def _enter_private_namespaces(state: str, accounts: dict[str, str]):
 
 
 class LibvirtNamespace:
-    """A running libvirtd in namespaces of its own; ``command(argv)`` runs argv there."""
+    """A running libvirtd in namespaces of its own; ``command(argv)`` runs argv there. ``process`` is
+    ``unshare``, in the network and mount namespaces libvirtd's own PID namespace hangs under."""
 
     def __init__(self, state: str | None = None):
         self.state = state or tempfile.mkdtemp(prefix="netconform-libvirt-")
@@ -102,6 +117,9 @@ class LibvirtNamespace:
         libvirtd = shutil.which("libvirtd") or "/usr/sbin/libvirtd"
         if not os.path.exists(libvirtd):
             raise VmError("libvirtd is not installed (apt-get install libvirt-daemon libvirt-daemon-driver-qemu)")
+        for tool in ("unshare", "setpriv", "nsenter"):
+            if shutil.which(tool) is None:
+                raise VmError(f"{tool} is not installed (util-linux)")
         os.makedirs(os.path.join(self.state, "etc"), exist_ok=True)
         _write(os.path.join(self.state, "etc", "libvirtd.conf"), LIBVIRTD_CONF.format(state=self.state))
         _write(os.path.join(self.state, "etc", "qemu.conf"), QEMU_CONF)
@@ -111,7 +129,7 @@ class LibvirtNamespace:
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "NOTIFY_SOCKET": notify_path}
         try:
             with open(self.log, "ab") as log:
-                self.process = subprocess.Popen([libvirtd], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                self.process = subprocess.Popen([*PID_NAMESPACE, libvirtd], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                                 env=env, cwd="/",
                                                 preexec_fn=_enter_private_namespaces(self.state,
                                                                                      _accounts(self.state)))
@@ -151,7 +169,7 @@ class LibvirtNamespace:
         mount namespace moves to its root: ``cwd``, default the caller's, is set again)."""
         if self.process is None:
             raise VmError("libvirtd's namespace is not running")
-        return ["nsenter", f"--target={self.process.pid}", "--net", "--mount", f"--wd={cwd or os.getcwd()}", "--",
+        return [*DIE_WITH_DRIVER, "nsenter", f"--target={self.process.pid}", "--net", "--mount", f"--wd={cwd or os.getcwd()}", "--",
                 *argv]
 
     def members(self) -> list[int]:

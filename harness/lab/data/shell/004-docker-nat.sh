@@ -24,22 +24,36 @@ ip netns exec container ip addr add 172.17.0.4/16 dev eth0
 ip netns exec container ip link set eth0 up
 ip netns exec container2 ip addr add 172.17.0.2/16 dev eth0
 ip netns exec container2 ip link set eth0 up
+# stand-in: the document's second bridge network (its DOCKER lines name br-c022a16a148d, its
+# POSTROUTING lists 172.18.0.0/16) with one container, as `docker network create` and `docker run` make them
+ip link add br-c022a16a148d type bridge
+ip addr add 172.18.0.1/16 dev br-c022a16a148d
+ip link set br-c022a16a148d up
+ip netns add container18
+ip link add veth-c18 type veth peer name eth0 netns container18
+ip link set veth-c18 master br-c022a16a148d
+ip link set veth-c18 up
+ip netns exec container18 ip addr add 172.18.0.2/16 dev eth0
+ip netns exec container18 ip link set eth0 up
 # the container table the document shows (`route -n`: default via 172.17.0.1; 172.17.0.0/16
 # on-link is the connected route of the address above), as commands
 ip netns exec container ip route add default via 172.17.0.1
 ip netns exec container2 ip route add default via 172.17.0.1
+ip netns exec container18 ip route add default via 172.18.0.1
 # lab: Docker forwards, and keeps br_netfilter on so bridged traffic meets the nat rules
 sysctl -w net.ipv4.ip_forward=1
 sysctl -w net.bridge.bridge-nf-call-iptables=1
-# "DNAT": `iptables -t nat -S DOCKER` as commands; left out: the other -A DOCKER lines (their
-# bridge br-c022a16a148d and containers are not in the lab)
+# "DNAT": `iptables -t nat -S DOCKER` as commands; left out: the other -A DOCKER lines (of the
+# second network only br-c022a16a148d and 172.18.0.2 are in the lab, none of its published ports)
 iptables -t nat -N DOCKER
 iptables -t nat -A DOCKER ! -i docker0 -p tcp -m tcp --dport 18862 -j DNAT --to-destination 172.17.0.4:80
 # lab: the DOCKER chain reached as Docker hooks it (the document shows only its contents)
 iptables -t nat -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
 iptables -t nat -A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
 # "SNAT": the listed "MASQUERADE 0 -- 172.17.0.0/16 0.0.0.0/0" is, with the interface that
-# `-L -n` hides, Docker's rule below (lab: `! -o docker0`); 172.18.0.0/16 left out (no such network)
+# `-L -n` hides, Docker's rule below (lab: `! -o docker0`); "MASQUERADE 0 -- 172.18.0.0/16", listed
+# first, is Docker's rule for the second network's bridge (lab: `! -o br-c022a16a148d`)
+iptables -t nat -A POSTROUTING -s 172.18.0.0/16 ! -o br-c022a16a148d -j MASQUERADE
 iptables -t nat -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
 #### teardown
 iptables -t nat -F
@@ -47,4 +61,6 @@ iptables -t nat -X DOCKER
 ip netns del container
 ip netns del container2
 ip netns del outside
+ip netns del container18
 ip link del docker0
+ip link del br-c022a16a148d

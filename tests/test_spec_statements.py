@@ -97,7 +97,7 @@ def test_the_coverage_command_prints_every_statement_and_a_summary_per_level():
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert sum(1 for line in lines if line.startswith(("SPEC-", "CONV-"))) == len(committed())
-    assert "SPEC-036\t1.0.0,1.1.0\tMUST\tcni/test_spec.py::test_del_of_what_is_not_there_succeeds" in done.stdout
+    assert "SPEC-036\t1.0.0,1.1.0\tMUST\tcni/test_spec.py::test_del_removes_what_add_made_and_a_del_of_what_is_not_there_succeeds" in done.stdout
     assert "\tnot testable on a plugin binary: runtime-side" in done.stdout and "\tpending: issue 13" in done.stdout
     assert lines[-6].startswith("all: ") and [line.split(":")[0] for line in lines[-5:]] == list(spec.LEVELS)
 

@@ -143,7 +143,9 @@ def test_an_unassigned_address_on_the_pod_network_does_not_answer(family, net, a
 
 
 @EACH_FAMILY
-def test_two_pods_on_the_network_reach_each_other_with_their_own_addresses(family, net, add_pod):
+def test_two_pods_on_the_network_reach_each_other_with_their_own_addresses_and_not_after_del(family, net, add_pod):
+    """Pods of one network reach each other, each seen with its own address; after pod2's DEL its address
+    no longer answers (the twin: the same probe, which reached it before)."""
     pod1, pod2 = attach(net, add_pod, "pod1"), attach(net, add_pod, "pod2")
     mine, theirs = family.address(pod1), family.address(pod2)
     promised = expect.pods_reach_each_other(net.network)
@@ -158,16 +160,9 @@ def test_two_pods_on_the_network_reach_each_other_with_their_own_addresses(famil
     exchange = net.live.probe.udp("pod1", "pod2", theirs, 5353)
     assert exchange, exchange.error
     assert exchange.server_saw[0] == mine, f"pod2 saw pod1 as {exchange.server_saw} (NAT inside the network?)"
-
-
-@pytest.mark.promises(expect.pods_reach_each_other, "the configuration keeps pods apart (nothing to lose on DEL)")
-def test_a_detached_pod_is_no_longer_reachable(net, add_pod):
-    attach(net, add_pod, "pod1")
-    gone = ip_of(attach(net, add_pod, "pod2"))
-    assert net.live.probe.ping("pod1", gone), "pod2 was not reachable even before DEL"
     net.detach("pod2")
-    ping = net.live.probe.ping("pod1", gone, timeout=QUIET_WINDOW)
-    assert not ping, f"pod2's address {gone} still answers after DEL: {ping}"
+    ping = net.live.probe.ping("pod1", theirs, timeout=QUIET_WINDOW)
+    assert not ping, f"pod2's address {theirs} still answers after DEL: {ping}"
 
 
 @pytest.mark.parametrize("target", ["gateway", "uplink"])
@@ -441,10 +436,6 @@ def mapping_args(network) -> dict:
     return {"portMappings": PORT_MAPPINGS} if expect.declares(network, "portMappings") else {}
 
 
-def is_kept(entry, network) -> bool:
-    return any(re.fullmatch(pattern, entry) for pattern in expect.kept(network))
-
-
 def of_the_pods(entries, pods) -> list[str]:
     """The entries that name one of the pods: its container id or one of its addresses (either family)."""
     return [entry for entry in entries for pod in pods
@@ -452,41 +443,39 @@ def of_the_pods(entries, pods) -> list[str]:
                                                 for address in pod.addresses())]
 
 
-def test_the_snapshot_sees_what_add_creates(net, add_pod):
-    before = snapshot(net.live, "host", net.state_dir)
-    pods = [attach(net, add_pod, "pod1", **mapping_args(net.network)), attach(net, add_pod, "pod2")]
-    added = snapshot(net.live, "host", net.state_dir) - before
+def test_del_removes_what_add_made_for_the_pods_and_keeps_only_the_shared_state(request, net, add_pod):
+    """SPEC.md, DEL: the runtime's "delete a container from a network" undoes what ADD did for it. One ADD
+    of two pods and their DELs serve three checks, each failure reported:
+    - the snapshot sees what ADD made for the pods, on the host and each address in the pods (the twin
+      that shows the checks after DEL can fail);
+    - after DEL nothing on the host names the pods, and each pod's namespace is as it was before ADD;
+    - the host keeps only what its types share (a bridge, shared chains: harness/cni/semantics.yaml's
+      ``kept``), where the harness knows it; for a type it does not know, that check claims nothing (the
+      run's other tests say so in one line; here the JUnit property ``not_checked``)."""
+    host_before = snapshot(net.live, "host", net.state_dir)
+    pods_before = {name: snapshot(net.live, add_pod(name)) for name in ("pod1", "pod2")}
+    pods = [net.attach("pod1", **mapping_args(net.network)), net.attach("pod2")]
+    added = snapshot(net.live, "host", net.state_dir) - host_before
     assert of_the_pods(added, pods), f"the host gained nothing that names the pods: {added}"
     for pod in pods:  # every address the result gave, of either family
         seen = snapshot(net.live, pod.pod)
         for address in pod.addresses():
             assert f"addr {ipaddress.ip_interface(address).with_prefixlen} dev {pod.ifname}" in seen, pod.result
-
-
-def test_del_leaves_nothing_of_the_pods_behind(net, add_pod):
-    """SPEC.md, DEL: the runtime's "delete a container from a network" undoes what ADD did for it."""
-    host_before = snapshot(net.live, "host", net.state_dir)
-    pods_before = {name: snapshot(net.live, add_pod(name)) for name in ("pod1", "pod2")}
-    pods = [net.attach("pod1", **mapping_args(net.network)), net.attach("pod2")]
-    for pod in pods:
-        net.detach(pod.pod)
-    theirs = of_the_pods(snapshot(net.live, "host", net.state_dir) - host_before, pods)
-    assert not theirs, f"after DEL the host still has the pods' {theirs}"
-    for name, before in pods_before.items():
-        assert snapshot(net.live, name) == before, f"{name} still has {snapshot(net.live, name) - before}"
-
-
-@pytest.mark.promises(lambda network: expect.kept(network) is not None, "the chain keeps no state the harness knows of")
-def test_after_the_last_del_the_host_keeps_only_the_shared_state(net, add_pod):
-    """What each type keeps after its last pod leaves (a bridge, shared chains) is its semantics'
-    ``kept`` (harness/cni/semantics.yaml); anything else ADD made must go."""
-    host_before = snapshot(net.live, "host", net.state_dir)
-    pods = [attach(net, add_pod, "pod1", **mapping_args(net.network)), attach(net, add_pod, "pod2")]
-    added = snapshot(net.live, "host", net.state_dir) - host_before
-    assert [e for e in added if not is_kept(e, net.network)], f"the host gained nothing DEL must remove: {added}"
+    try:
+        kept, unknown = expect.kept(net.network), None
+    except expect.UnknownSemantics as exc:  # the other two checks need no semantics
+        kept, unknown = None, str(exc)
+    assert kept is None or [e for e in added if not any(re.fullmatch(k, e) for k in kept)], \
+        f"the host gained nothing DEL must remove: {added}"
     for pod in pods:
         net.detach(pod.pod)
     left = snapshot(net.live, "host", net.state_dir) - host_before
-    unexpected = sorted(e for e in left if not is_kept(e, net.network))
-    assert not unexpected, \
-        f"after DEL the host kept more than the shared state {expect.kept(net.network)}: {unexpected}"
+    problems = [f"after DEL the host still has the pods' {theirs}" for theirs in [of_the_pods(left, pods)] if theirs]
+    problems += [f"{name} still has {snapshot(net.live, name) - before}" for name, before in pods_before.items()
+                 if snapshot(net.live, name) != before]
+    unexpected = sorted(e for e in left if not any(re.fullmatch(k, e) for k in kept)) if kept is not None else []
+    if unexpected:
+        problems.append(f"after DEL the host kept more than the shared state {kept}: {unexpected}")
+    assert not problems, "\n".join(problems)
+    if unknown:
+        request.node.user_properties.append(("not_checked", f"what the host keeps after DEL: {unknown}"))

@@ -20,12 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness.cni import expect
 from harness.cni.reality import leftovers, mismatches, snapshot
 from harness.cni.runtime import CniError
 from harness.cni.schema import validate_error, validate_result, validate_version
-from pytest_netconform.cni import (ASKED_VERSION, ONCE_PER_BINARY, binary_checks, known_deviations, met_known_deviation,
-                                   unclaimed, version_claims)
+from pytest_netconform.cni import (ASKED_VERSION, ONCE_PER_BINARY, binary_checks, newest_claimed, older_version_checks,
+                                   unclaimed, verdict, version_claims)
 
 pytestmark = pytest.mark.area("CNI spec")
 VERSIONS = pytest.mark.parametrize("version", ["0.4.0", "1.0.0", "1.1.0"])
@@ -36,30 +35,6 @@ def show(runs) -> str:
     """Evidence: what each plugin run printed (lines start with two spaces)."""
     return "\n".join(f"  {r.command} {r.plugin} exit {r.returncode} {r.problem or ''}: stdout "
                      f"{r.stdout.strip()[:500]!r} stderr {r.stderr.strip()[-300:]!r}" for r in runs)
-
-
-def verdict(request, chain, case: str, version: str, problems: dict[str, list[str]]) -> None:
-    """Assert no plugin has a problem, unless it is a known deviation of its implementation (its
-    expectations file, harness/impl/expectations, or --expectations) and nothing else went wrong:
-    then the test is a known deviation; a listed one that no longer happens fails."""
-    expected, listed = {}, []
-    for plugin, lines in problems.items():
-        claims = [line for line in lines if not line.startswith("  ")]
-        implementation, deviations = known_deviations(request, chain, plugin)
-        for deviation in (d for d in deviations if d.applies(case, plugin, version, expect.families(chain.network))):
-            listed.append(deviation)
-            if claims and all(deviation.signature in line for line in claims):
-                expected[plugin] = deviation.describe(plugin, implementation), implementation
-    report = lambda found: "\n".join(f"{p}: {line}" for p, lines in found.items() for line in lines)  # noqa: E731
-    unexpected = {p: v for p, v in problems.items() if v and p not in expected}
-    assert not unexpected, f"{case} at cniVersion {version}:\n{report(unexpected)}"
-    if listed and not expected:
-        pytest.fail(f"{case} at cniVersion {version}: fixed: the known deviation no longer happens "
-                    f"({listed[0].does}); remove it from {listed[0].source}", pytrace=False)
-    for text, implementation in expected.values():
-        met_known_deviation(request.node, implementation, text)
-    if expected:
-        pytest.xfail(" | ".join(text for text, _ in expected.values()))
 
 
 @pytest.fixture
@@ -78,7 +53,12 @@ def chain(request, cni_network, cni_path, version):
     refusals = unclaimed(runs, version)
     if refusals:
         pytest.skip("; ".join(refusals))
+    newest = newest_claimed(runs, VERSIONS.args[1])
+    if request.node.get_closest_marker("newest_version_only") and version != newest:
+        pytest.skip(f"a check of the plugins' behaviour, not of the cniVersion asked: run once per chain, "
+                    f"at the newest version all its plugins claim ({newest})")
     binary_checks(request, network, cni_path, version)  # skips a binary-level check made in another chain
+    older_version_checks(request, network, cni_path, version, newest)
     request.node.stash[ASKED_VERSION] = version
     cni = request.getfixturevalue("cni")
     cni.network = dataclasses.replace(cni.network, cni_version=version)
@@ -141,6 +121,7 @@ def test_add_result_is_valid_against_the_schema(chain, version, add_pod):
 
 
 @VERSIONS
+@pytest.mark.older_versions_once_per_binary
 @pytest.mark.spec("SPEC-113", "SPEC-165", "SPEC-024", "SPEC-143", "SPEC-203", "SPEC-114", "SPEC-170")
 def test_add_result_matches_the_namespaces(chain, version, add_pod):
     attachment = attach(chain, add_pod("pod1"))
@@ -153,6 +134,7 @@ def test_add_result_matches_the_namespaces(chain, version, add_pod):
 
 # ---------------------------------------------------------------- CHECK
 @VERSIONS
+@pytest.mark.older_versions_once_per_binary
 @pytest.mark.spec("SPEC-043", "SPEC-038", "SPEC-155", "SPEC-154", "SPEC-144")
 def test_check_right_after_add_succeeds(request, chain, version, add_pod):
     if chain.network.disable_check:
@@ -170,6 +152,7 @@ def test_check_right_after_add_succeeds(request, chain, version, add_pod):
 
 
 @VERSIONS
+@pytest.mark.older_versions_once_per_binary
 @pytest.mark.parametrize("tamper", ["address", "mac"])
 @pytest.mark.spec("SPEC-039", "SPEC-156", "SPEC-022", "SPEC-023", "SPEC-123", "SPEC-174")
 def test_check_after_tampering_fails_with_an_error_object(request, chain, version, add_pod, tamper):
@@ -200,8 +183,15 @@ def test_check_after_tampering_fails_with_an_error_object(request, chain, versio
 
 # ---------------------------------------------------------------- DEL
 @VERSIONS
-@pytest.mark.spec("SPEC-031", "SPEC-147", "SPEC-021", "SPEC-169", "SPEC-144")
-def test_del_removes_what_add_made(chain, version, add_pod):
+@pytest.mark.older_versions_once_per_binary
+@pytest.mark.spec("SPEC-031", "SPEC-147", "SPEC-021", "SPEC-169", "SPEC-144", "SPEC-036", "SPEC-137", "SPEC-032",
+                  "SPEC-149")
+def test_del_removes_what_add_made_and_a_del_of_what_is_not_there_succeeds(chain, version, add_pod):
+    """The attachment's DEL removes what its ADD made (SPEC-031, SPEC-147); then a second DEL of it, and a
+    DEL for a container never added, without CNI_NETNS (optional on DEL), must each succeed (SPEC-036,
+    SPEC-137, SPEC-032, SPEC-149). One ADD serves both; every problem is reported, not only the first. A DEL
+    of an unknown container with CNI_NETNS is not run apart: the second DEL meets what it would, a netns
+    without the interface and no reservation."""
     add_pod("pod1")
     attach(chain, add_pod("pod0"))  # the network's shared infrastructure (bridge, shared chains) now exists
     before = snapshot(chain.live, chain.state_dir)
@@ -214,32 +204,21 @@ def test_del_removes_what_add_made(chain, version, add_pod):
     mentions = [f for f in sorted(after.facts) if attachment.container_id in f or any(
         re.search(rf"(?<![\d.]){re.escape(a.split('/')[0])}(?![\d])", f) for a in attachment.addresses())]
     left = leftovers(chain.live, before, after) + mentions
-    assert not left, "\n".join(["SPEC-031, SPEC-147: DEL left behind:", *left, "ADD had made:", *made])
-
-
-@VERSIONS
-@pytest.mark.spec("SPEC-036", "SPEC-137", "SPEC-032", "SPEC-149")
-def test_del_of_what_is_not_there_succeeds(chain, version, add_pod):
-    """A second DEL, a DEL for a container never added, and one without CNI_NETNS (optional on DEL):
-    each must succeed. One ADD serves the three; every refusal is reported, not only the first."""
-    attachment = attach(chain, add_pod("pod1"))
-    chain.detach("pod1")
+    problems = ["SPEC-031, SPEC-147: DEL left behind:", *left, "ADD had made:", *made] if left else []
     dels = {"SPEC-036, SPEC-137: a second DEL": (attachment.container_id, attachment.netns, attachment.result,
                                                  attachment.runtime_args),
-            "SPEC-032: DEL of an unknown container": ("netconform-never-added", attachment.netns, None,
-                                                      runtime_args(chain)),
             "SPEC-032, SPEC-149: DEL of an unknown container without CNI_NETNS": ("netconform-never-added", "", None,
                                                                                   runtime_args(chain))}
-    refused = []
     for what, (container_id, netns, prev, args) in dels.items():
         try:
             chain.runtime.delete(chain.network, container_id, netns, prev, runtime_args=args)
         except CniError as exc:
-            refused.append(f"{what}: {exc}\n{show([exc.run] if exc.run else [])}")
-    assert not refused, "\n".join(refused)
+            problems.append(f"{what}: {exc}\n{show([exc.run] if exc.run else [])}")
+    assert not problems, "\n".join(problems)
 
 
 @VERSIONS
+@pytest.mark.older_versions_once_per_binary
 @pytest.mark.spec("SPEC-022", "SPEC-023", "SPEC-123", "SPEC-174", "SPEC-032", "SPEC-031", "SPEC-147")
 def test_add_into_a_nonexistent_netns_fails_and_a_del_after_it_leaves_nothing(request, chain, version, add_pod):
     attach(chain, add_pod("pod0"))
@@ -354,6 +333,7 @@ def test_error_objects_carry_the_cni_version(request, chain, version, add_pod):
 
 # ---------------------------------------------------------------- chaining and concurrency
 @VERSIONS
+@pytest.mark.older_versions_once_per_binary
 @pytest.mark.spec("SPEC-026", "SPEC-118", "SPEC-119", "SPEC-183", "SPEC-184", "CONV-019")
 def test_prev_result_is_passed_along_the_chain(chain, version, add_pod):
     if len(chain.network.plugins) < 2:
@@ -378,6 +358,7 @@ def test_prev_result_is_passed_along_the_chain(chain, version, add_pod):
 
 
 @VERSIONS
+@pytest.mark.newest_version_only
 @pytest.mark.spec("SPEC-080", "SPEC-081")
 def test_parallel_adds_get_distinct_addresses(chain, version, add_pod):
     # The network is up first: bridge 1.1.1's first ADDs race (each reports cni0's MAC as it read it, before

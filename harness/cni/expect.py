@@ -34,8 +34,7 @@ import ipaddress
 import re
 from importlib import resources
 
-import yaml
-
+from harness import yamlfile
 from harness.errors import NetconformError
 from .conf import NetworkConfig
 
@@ -54,7 +53,7 @@ class UnknownSemantics(NetconformError):
 @functools.cache
 def _data() -> dict:
     with (resources.files("harness.cni") / SEMANTICS_FILE).open(encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+        return yamlfile.load(handle)
 
 
 def known_types() -> list[str]:

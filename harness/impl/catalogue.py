@@ -5,8 +5,7 @@ import functools
 import os
 from dataclasses import dataclass
 
-import yaml
-
+from harness import yamlfile
 from harness.errors import NetconformError
 
 CATALOGUE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "catalogue.yaml")
@@ -34,7 +33,7 @@ class Build:
 def load(path: str = CATALOGUE_FILE) -> dict[str, Build]:
     """Every build, by id; a malformed catalogue is one line naming the entry."""
     with open(path, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle) or {}
+        data = yamlfile.load(handle) or {}
     builds: dict[str, Build] = {}
     for name, entry in data.items():
         if not isinstance(entry, dict) or not FIELDS <= set(entry) or set(entry) - FIELDS:

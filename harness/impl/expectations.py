@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from harness import yamlfile
 from harness.errors import NetconformError
 
 EXPECTATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "expectations")
@@ -68,7 +69,7 @@ def load(path: str) -> list[Deviation]:
     """Every deviation ``path`` lists; a malformed file is one line naming the file and the entry."""
     try:
         with open(path, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+            data = yamlfile.load(handle)
     except OSError as exc:
         raise ExpectationsError(f"{path}: cannot read the expectations file: {exc.strerror}") from None
     except yaml.YAMLError as exc:

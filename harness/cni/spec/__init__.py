@@ -13,9 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 
-import yaml
-
-from harness import paths
+from harness import paths, yamlfile
 from harness.errors import NetconformError
 
 LEVELS = ("MUST", "MUST NOT", "SHOULD", "SHOULD NOT", "MAY")
@@ -52,7 +50,7 @@ class UnknownStatement(NetconformError):
 def statements() -> dict[str, Statement]:
     """Every statement, by id, in the file's order."""
     with open(os.path.join(paths.PACKAGE, "cni", "spec", "statements.yaml"), encoding="utf-8") as handle:
-        entries = yaml.safe_load(handle) or []
+        entries = yamlfile.load(handle) or []
     return {e["id"]: Statement(e["id"], e["document"], tuple(e["versions"]), e["section"], e["level"], e["sentence"],
                                e.get("untestable"), e.get("pending")) for e in entries}
 

@@ -64,6 +64,11 @@ def link_of(lab, node, name):
     return next(link for link in lab.node(node).links if link.name == name)
 
 
+def tx_dropped(lab, node, name):
+    """The interface's own count of packets it was given to send and dropped (``ip -s link``)."""
+    return lab.link(node, name).get_attr("IFLA_STATS64")["tx_dropped"]
+
+
 # ---------------------------------------------------------------- VXLAN backend
 
 @pytest.mark.requires("vxlan")
@@ -129,10 +134,18 @@ def test_without_the_fdb_entry_nothing_crosses(flannel_vxlan):
     flannel_vxlan.ipr("node1").fdb("del", ifindex=flannel_vxlan.ifindex("node1", "flannel.1"), lladdr=VTEP2_MAC,
                                    dst=NODE2_IP)
     probe = flannel_vxlan.probe
-    probe.listen(UNDERLAY1)
+    probe.listen(VTEP1, UNDERLAY1)
+    dropped_before = tx_dropped(flannel_vxlan, "node1", "flannel.1")
     result = probe.ping("pod1a", POD2A, timeout=QUIET_WINDOW)
     assert not result, "pod2a answered although node1's flannel.1 had no FDB entry for node2's VTEP"
-    assert probe.expect_none(UNDERLAY1, vxlan_from_node1(), inbound=False) == []
+    # Where it went: node1 routed the echo into flannel.1 (its static neighbour still names node2's
+    # VTEP MAC), and the VXLAN device, with no FDB entry to say which node holds that MAC, dropped it.
+    entered = probe.expect(VTEP1, Ether(dst=VTEP2_MAC) / IP(src=POD1A, dst=POD2A) / ICMP(type=8), inbound=False)
+    assert entered, "the echo never went into flannel.1\n" + entered.format()
+    strays = probe.expect_none(UNDERLAY1, vxlan_from_node1(), inbound=False)
+    assert strays == [], strays.format()
+    dropped = tx_dropped(flannel_vxlan, "node1", "flannel.1") - dropped_before
+    assert dropped >= 1, f"the echo went into flannel.1 and never left eth0, yet flannel.1 counted no drop ({dropped})"
 
 
 @pytest.mark.requires("vxlan")
@@ -169,9 +182,11 @@ def test_a_1450_byte_df_packet_crosses_in_a_1500_byte_underlay_packet(flannel_vx
 def too_big_for_the_tunnel(lab, pod_mtu, refusal, size):
     """pod1a sends ``size`` bytes with DF to pod2a; ``refusal`` is the error it must get.
 
-    With the pod at FLANNEL_MTU (``pod_mtu`` None) the state is the claim: flannel writes
-    FLANNEL_MTU into the pod's interface (subnet.env -> the delegated bridge plugin's mtu),
-    the lab writes it as flannel would, and the pod's own kernel refusing the send reads
+    With the pod at FLANNEL_MTU (``pod_mtu`` None) the state is the claim: in document 004
+    flanneld writes "FLANNEL_MTU=1472" into subnet.env (line 342), and "flannel 插件在读取了
+    .conflist 和 subnet.env 后 ... 调用 ... bridge 插件" (line 347): flannel's plugin passes
+    FLANNEL_MTU as the delegate's mtu, and the bridge plugin sets it on the pod's interface.
+    The lab writes that MTU as they would, and the pod's own kernel refusing the send reads
     that value: nothing is sent, so there is nothing on any wire to show. With the pod at
     Docker's 1500 the packet does leave: it must reach node1 on the pod's veth and be
     dropped there, with frag-needed, never going out to the underlay."""
@@ -228,10 +243,18 @@ def test_with_the_encapsulator_stopped_nothing_crosses(flannel_udp):
     flanneld.close()
     assert not flanneld.running and flanneld.error is None, flanneld.error
     probe = flannel_udp.probe
-    probe.listen(UNDERLAY1)
+    probe.listen(POD1A_VETH, UNDERLAY1)
+    dropped_before = tx_dropped(flannel_udp, "node1", "flannel0")
     result = probe.ping("pod1a", POD2A, timeout=QUIET_WINDOW)
     assert not result, "pod2a answered with no encapsulator running"
-    assert probe.expect_none(UNDERLAY1, udp_from_node1(), inbound=False) == []
+    # Where it went: the echo reached node1 and was routed into flannel0, a TUN nobody holds (no
+    # carrier), which dropped it; nothing encapsulated left eth0.
+    reached = probe.expect(POD1A_VETH, Ether() / IP(src=POD1A, dst=POD2A) / ICMP(type=8))
+    assert reached, "the echo never reached node1\n" + reached.format()
+    strays = probe.expect_none(UNDERLAY1, udp_from_node1(), inbound=False)
+    assert strays == [], strays.format()
+    dropped = tx_dropped(flannel_udp, "node1", "flannel0") - dropped_before
+    assert dropped >= 1, f"the echo reached node1 and never left eth0, yet flannel0 counted no drop ({dropped})"
 
 
 @pytest.mark.requires("tun")

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.area("proxy ARP")
 
 calico = lab_fixture("000-calico")
 POD1, POD2 = Port("container1", "eth0"), Port("container2", "eth0")
+CALI1 = Port("host", "cali0001")
 
 
 def echo(src, dst):
@@ -39,16 +40,34 @@ def test_host_veth_answers_for_another_pod_it_routes(calico):
     assert reply is not None and reply.mac == calico.mac("host", "cali0001")
 
 
+def ask_the_host(lab, target):
+    """container1's who-has for ``target``: the reply (or None), whether the question reached
+    the host's cali0001, and the is-at for ``target`` that left cali0001 (none, when unanswered)."""
+    probe = lab.probe
+    probe.listen(POD1, CALI1)
+    reply = probe.arp(POD1, target, timeout=QUIET_WINDOW)
+    asked = probe.expect(CALI1, Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, pdst=target))
+    answers = probe.expect_none(CALI1, Ether() / ARP(op=2, psrc=target), inbound=False)
+    return reply, asked, answers
+
+
 @pytest.mark.document("000", "sysctl net.ipv4.conf.cali12345.proxy_arp=1")
 def test_no_answer_with_proxy_arp_off(calico):
     set_proxy_arp(calico, "cali0001", 0)
-    assert calico.probe.arp(POD1, "169.254.1.1", timeout=QUIET_WINDOW) is None
+    reply, asked, answers = ask_the_host(calico, "169.254.1.1")
+    assert reply is None, f"the host answered for 169.254.1.1 with proxy_arp off: {reply}"
+    # It reached the host, which kept silent: no is-at left cali0001.
+    assert asked, "container1's question never reached the host's cali0001\n" + asked.format()
+    assert answers == [], answers.format()
 
 
 @pytest.mark.document("000", "什么是 Proxy ARP: 且有路由")
 def test_no_answer_for_an_address_the_host_has_no_route_to(calico):
     calico.ipr("host").route("del", dst="0.0.0.0/0")  # 169.254.1.1 was routed by the default route
-    assert calico.probe.arp(POD1, "169.254.1.1", timeout=QUIET_WINDOW) is None
+    reply, asked, answers = ask_the_host(calico, "169.254.1.1")
+    assert reply is None, f"the host answered for 169.254.1.1 with no route to it: {reply}"
+    assert asked, "container1's question never reached the host's cali0001\n" + asked.format()
+    assert answers == [], answers.format()
     assert calico.probe.arp(POD1, "10.244.1.3") is not None  # a routed address is still answered
 
 
@@ -69,7 +88,7 @@ def test_pods_cannot_reach_each_other_without_proxy_arp(calico):
     assert not result, "container1 reached 10.244.1.3 without anyone answering ARP for its gateway"
     # Where it went: the who-has for 169.254.1.1 reached the host's cali0001, which no longer
     # answers it, so the echo never left container1 and the host sent nothing to container2.
-    asked = probe.expect(Port("host", "cali0001"), Ether() / ARP(op=1, pdst="169.254.1.1"))
+    asked = probe.expect(CALI1, Ether() / ARP(op=1, pdst="169.254.1.1"))
     assert asked, "container1's ARP request never reached the host\n" + asked.format()
     for port, unwanted in ((POD1, Ether() / ARP(op=2, psrc="169.254.1.1")),
                            (Port("host", "cali0002"), Ether() / IP(dst="10.244.1.3") / ICMP(type=8))):
@@ -83,7 +102,7 @@ def test_a_broadcast_from_container1_never_reaches_container2(calico):
     probe.listen_all()
     broadcast = l2_frame(calico.mac("container1", "eth0"), "ff:ff:ff:ff:ff:ff", "broadcast from container1")
     probe.send(POD1, broadcast)
-    reached = probe.expect(Port("host", "cali0001"), broadcast)
+    reached = probe.expect(CALI1, broadcast)
     assert reached, "the broadcast did not even reach the host's cali0001\n" + reached.format()
     strays = probe.expect_none(POD2, broadcast)
     assert strays == [], "a broadcast crossed from container1 to container2\n" + strays.format()
@@ -100,7 +119,7 @@ def test_a_forward_drop_on_cali0002_blocks_container2_only(calico):
     probe.listen_all()
     blocked = probe.ping("container1", "10.244.1.3", timeout=QUIET_WINDOW)
     assert not blocked, "container2 answered through a FORWARD DROP on its veth"
-    reached = probe.expect(Port("host", "cali0001"), echo("10.244.1.2", "10.244.1.3"))
+    reached = probe.expect(CALI1, echo("10.244.1.2", "10.244.1.3"))
     assert reached, "container1's echo never reached the host\n" + reached.format()
     strays = probe.expect_none(Port("host", "cali0002"), echo("10.244.1.2", "10.244.1.3"), inbound=False)
     assert strays == [], strays.format()
@@ -109,7 +128,7 @@ def test_a_forward_drop_on_cali0002_blocks_container2_only(calico):
     assert probe.ping("container1", "192.168.1.100"), "container1 lost the host too"
     out = probe.ping("container2", "10.244.1.2", timeout=QUIET_WINDOW)
     assert not out, "container1's reply went out by cali0002 through the DROP"
-    left = probe.expect(Port("host", "cali0001"), echo("10.244.1.3", "10.244.1.2"), inbound=False)
+    left = probe.expect(CALI1, echo("10.244.1.3", "10.244.1.2"), inbound=False)
     assert left, "container2's echo was not forwarded to container1\n" + left.format()
 
 

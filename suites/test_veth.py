@@ -60,8 +60,11 @@ def test_one_end_lives_in_another_namespace(veth_basics):
     host, other = links_in(veth_basics, "host"), links_in(veth_basics, "my-namespace")
     assert "veth0" in host and "veth1" not in host, f"host has {sorted(host)}"
     assert "veth1" in other and "veth0" not in other, f"my-namespace has {sorted(other)}"
-    reply = veth_basics.probe.arp(VETH0, "10.0.0.2")
-    assert reply is not None and reply.mac == veth_basics.mac("my-namespace", "veth1"), reply
+    probe = veth_basics.probe
+    probe.listen(VETH0, VETH1)
+    reply = probe.arp(VETH0, "10.0.0.2")
+    assert reply is not None and reply.mac == veth_basics.mac("my-namespace", "veth1"), (
+        f"my-namespace's answer for 10.0.0.2 across the pair: {reply}\n" + probe.evidence(VETH0, VETH1))
 
 
 @pytest.mark.document("003", "示例1: ip -d link show / ethtool -S veth0")

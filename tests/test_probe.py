@@ -2,6 +2,7 @@
 verdicts that show their evidence when an assertion on them fails."""
 import os
 import re
+import socket
 import subprocess
 import sys
 import textwrap
@@ -98,6 +99,31 @@ def test_a_negative_window_counts_only_frames_that_match_the_probe(vbridge, repo
     assert quiet == [], quiet.format()
     # Seen among whatever else came (a real IGMP report from vbridge can come too): not counted.
     assert bytes(report) in [s.raw[:len(bytes(report))] for s in quiet.saw], quiet.format()
+
+
+def test_a_negative_window_still_counts_a_matching_frame_among_unrelated_ones(vbridge):
+    # The twin of the test above: the probe's frame and, after it in the same window, an IGMP and
+    # an MLD report sent by another socket (as the kernel's own would come): exactly the probe's
+    # frame is counted, and the reports are seen but not counted.
+    probe = vbridge.probe
+    probe.listen_all()
+    src = vbridge.mac("ns1", "veth-1")
+    vbridge.ipr("ns3").link("set", index=vbridge.ifindex("ns3", "veth-3"), address=NS3_MAC)
+    matching = l2_frame(src, NS3_MAC, "the probe's frame")
+    reports = [Ether(src=src, dst=NS3_MAC) / IP(src="0.0.0.0", dst="224.0.0.22", proto=2) / Raw(b"\x22" * 8),
+               Ether(src=src, dst=NS3_MAC, type=0x86DD) / Raw(bytes(40))]
+    probe.send(NS1, matching)
+    with vbridge.entered("ns1"):
+        other = socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC)
+    with other:
+        other.bind(("veth-1", 0))
+        for report in reports:
+            other.send(bytes(report))
+    counted = probe.expect_none(NS3, matching)
+    assert [s.raw[:len(bytes(matching))] for s in counted] == [bytes(matching)], counted.format()
+    seen = [s.raw for s in counted.saw]
+    for report in reports:
+        assert any(raw.startswith(bytes(report)) for raw in seen), counted.format()
 
 
 def test_a_port_not_listened_to_is_an_error_that_says_what_to_do(vbridge):

@@ -143,3 +143,22 @@ def test_lab_claims_prints_the_suites_table(capsys):
 def test_the_five_documents_are_the_seeds():
     texts = claims.document_texts()
     assert sorted(texts) == sorted(claims.DOCUMENTS), sorted(texts)
+
+
+@needs_documents
+def test_every_quote_is_in_its_document():
+    found = claims.claims()
+    assert sum(len(claims.QUOTE.findall(c.claim)) for c in found) > 50
+    assert claims.misquoted(found, claims.document_texts()) == []
+
+
+@needs_documents
+def test_a_quote_the_document_does_not_hold_is_refused():
+    texts = claims.document_texts()
+    quoted = [claims.Claim("004", "Flannel: 「FLANNEL_MTU=1450 (VXLAN 封装 50 字节)」", (), "test_x.py::test_mtu", 1),
+              claims.Claim("004", "Flannel: 「# FLANNEL_MTU=1472」", (), "test_x.py::test_udp", 2),
+              claims.Claim("000", "工作机制: 「2. 转发 - 根据目标 MAC 查找出端口」 (markdown **转发**)", (), "test_x.py::test_fwd", 3),
+              claims.Claim("000", "「hairpin」 (000 has none)", (), "test_x.py::test_hairpin", 4)]
+    assert claims.misquoted(quoted, texts) == [
+        "test_x.py::test_mtu line 1: document 004 does not say 「FLANNEL_MTU=1450 (VXLAN 封装 50 字节)」",
+        "test_x.py::test_hairpin line 4: document 000 does not say 「hairpin」"]

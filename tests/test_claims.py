@@ -7,10 +7,13 @@ the suites' markers ... A test in tests/ fails if a marker names a lab or docume
   indirect lab name, an f-string fixture name, a module constant, a fixture of the module, a literal).
 - A claim's 「quote」 is in its document (whitespace and markdown emphasis aside); the twin quotes the
   text issue 15 found in a marker and no document holds.
+- Each deviation a lab's summary states is in README's table of them, and each row's labs state it.
 """
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import textwrap
 
 import pytest
@@ -19,6 +22,7 @@ from harness import cli
 from harness.errors import NetconformError
 from harness.lab import claims
 
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCUMENTS = claims.documents_folder()
 needs_documents = pytest.mark.skipif(not claims.document_texts(), reason=f"the seed documents are not at "
                                      f"{os.path.abspath(DOCUMENTS)} (NETCONFORM_DOCUMENTS)")
@@ -162,3 +166,33 @@ def test_a_quote_the_document_does_not_hold_is_refused():
     assert claims.misquoted(quoted, texts) == [
         "test_x.py::test_mtu line 1: document 004 does not say 「FLANNEL_MTU=1450 (VXLAN 封装 50 字节)」",
         "test_x.py::test_hairpin line 4: document 000 does not say 「hairpin」"]
+
+
+def undeclared(readme: str) -> list[str]:
+    """Where README's table of deviations and the labs' summaries ("Departs from the document: ...")
+    disagree: a row for a lab whose summary states none, or a lab stating one that has no row (lo, the
+    every-lab row's, excepted)."""
+    from harness.lab.file import bundled_labs, load_lab
+    header = readme.index("| lab | departs from the document | checked instead |")
+    rows = list(itertools.takewhile(lambda line: line.startswith("|"), readme[header:].splitlines()[2:]))
+    listed = {lab.strip(): row for row in rows for lab in row.split("|")[1].split(",")}
+    departs = {}
+    for name in bundled_labs():
+        summary = " ".join((load_lab(name).summary or "").split())
+        if "Departs from the document" in summary:
+            departs[name] = summary.split("Departs from the document", 1)[1]
+    problems = [f"README's row for {lab} states a deviation its summary does not" for lab in listed
+                if lab != "every lab" and lab not in departs]
+    problems += [f"{lab} states a deviation README's table does not list" for lab, text in departs.items()
+                 if lab not in listed and not (re.match(r": lo is up in", text) and "every lab" in listed)]
+    return problems
+
+
+def test_each_deviation_is_stated_in_its_lab_and_in_the_readme():
+    with open(os.path.join(PROJECT, "README.md"), encoding="utf-8") as handle:
+        readme = handle.read()
+    assert undeclared(readme) == []
+    without = re.sub(r"\n\| 000-lpm \|[^\n]*", "", readme)
+    assert undeclared(without) == ["000-lpm states a deviation README's table does not list"]
+    made_up = readme.replace("| 000-bridge-abc |", "| 000-bridge-abc, 003-example1 |")
+    assert undeclared(made_up) == ["README's row for 003-example1 states a deviation its summary does not"]

@@ -56,7 +56,7 @@ def test_l2_children_share_the_parents_mac(ipvl_l2):
     assert len(set(macs.values())) == 1, macs
 
 
-@pytest.mark.document("004", "「MACVLAN」: 子接口可以单独配置 MAC 地址 (unlike IPVLAN)")
+@pytest.mark.document("004", "「MACVLAN」: 「可以单独配置 MAC 地址和 IP 地址」 (unlike IPVLAN)")
 def test_macvlan_children_do_not_share_the_parents_mac(mv_bridge):
     macs = {"enp0s8": mv_bridge.mac("host", "enp0s8"), "mac1": mv_bridge.mac("pod-a", "mac1"),
             "mac2": mv_bridge.mac("pod-b", "mac2")}

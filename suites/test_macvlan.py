@@ -54,7 +54,7 @@ def static_neighbours(lab):
     pytest.param("mv_bridge", False, id="bridge-mode-directly-inside-the-parent", marks=pytest.mark.document(
         "004", "「MACVLAN」: mode bridge (ip link add link enp0s8 dev mac1 type macvlan mode bridge)")),
     pytest.param("mv_vepa", True, id="vepa-only-through-the-switch-hairpin", marks=pytest.mark.document(
-        "004", "「MACVLAN」: 「VEPA 模式」: 所有流量都发送给父接口, 由外部交换机转回")),
+        "004", "「MACVLAN」: 「VEPA」: 「所有从 Macvlan 接口发出的流量，不管目的地全部都发送给父接口」 (a hairpin switch sends it back)")),
 ])
 def test_children_talk_and_the_mode_decides_whether_through_the_switch(request, lab, through_the_switch):
     live = request.getfixturevalue(lab)
@@ -72,7 +72,8 @@ def test_children_talk_and_the_mode_decides_whether_through_the_switch(request, 
     assert probe.expect(SWP1, echo(POD_B, POD_A, kind=0)), "pod-b's reply did not go through the switch either"
 
 
-@pytest.mark.document("004", "「MACVLAN」: private 模式: 子接口之间彼此隔离, 即使从外部的物理交换机导流")
+@pytest.mark.document("004", "「MACVLAN」: 「private」: 「同一主接口下的子接口之间彼此隔离，不能通信。"
+                             "即使从外部的物理交换机导流，也会被无情地丢掉。」")
 def test_private_mode_children_do_not_talk_even_through_a_hairpin_switch(mv_private):
     probe = mv_private.probe
     probe.listen_all()
@@ -141,7 +142,7 @@ def test_host_reaches_its_child_when_the_switch_sends_frames_back(mv_vepa):
 
 # -- MACs: a child has its own, except in passthru -------------------------------------------
 
-@pytest.mark.document("004", "「MACVLAN」: 子接口可以单独配置 MAC 地址 (VLANIF 子接口和主接口共用 MAC)")
+@pytest.mark.document("004", "「MACVLAN」: 「macvlan 子接口和原来的主接口是完全独立的，可以单独配置 MAC 地址和 IP 地址。」")
 def test_bridge_mode_children_have_macs_of_their_own(mv_bridge):
     parent, mac1 = mv_bridge.mac("host", "enp0s8"), mv_bridge.mac("pod-a", "mac1")
     assert mac1 != parent

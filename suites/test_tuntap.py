@@ -52,7 +52,7 @@ def test_a_tap_hands_the_program_the_arp_of_a_bridged_namespace(tuntap):
 
 
 @pytest.mark.requires("tap")
-@pytest.mark.document("004", "「TAP/TUN」: TAP 可以与物理网卡做 bridge")
+@pytest.mark.document("004", "「TAP/TUN」: 「TAP虚拟设备和真实的物理网卡的能力更接近，可以与物理网卡做 bridge」")
 def test_a_tap_that_is_no_bridge_port_gets_nothing_from_the_namespace(tuntap):
     fd = tunnel.open_tuntap(tuntap, "host", "tap0", "tap")
     set_link(tuntap, "host", "tap0", nomaster=True)
@@ -88,7 +88,7 @@ def test_a_frame_written_to_a_tap_outside_the_bridge_reaches_nobody(tuntap):
 
 
 @pytest.mark.requires("tap")
-@pytest.mark.document("004", "「TAP/TUN」: TAP 等同于一个二层设备 (像接在交换机上的原始帧)")
+@pytest.mark.document("004", "「TAP/TUN」: 「TAP等同于一个二层设备」 (像接在交换机上的原始帧)")
 def test_the_program_answers_arp_and_then_gets_the_queued_echo_as_a_frame(tuntap):
     fd = tunnel.open_tuntap(tuntap, "host", "tap0", "tap")
     ns1_mac = tuntap.mac("ns1", "eth0")

@@ -3,7 +3,7 @@
 A claim is a suite's ``pytest.mark.document(ID, CLAIM)`` marker: on a test, or on one of its
 ``pytest.param`` cases. The markers are read statically (ast) from the suites' files, as ``spec
 coverage`` reads its own, not by a ``pytest --collect-only`` run: collecting needs the sandbox (a user
-namespace), scapy, the CNI profiles and builds, takes seconds for 1,100 parametrized items, and would
+namespace), scapy, the CNI profiles and builds (measured: 1,440 items in 5.4 s wall, 2.0 s CPU), and would
 still not see the labs a test builds through ``request.getfixturevalue`` or ``build_for(request, NAME)``.
 Read from the source, the table is the same anywhere, in ~0.1 s of CPU.
 

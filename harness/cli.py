@@ -1,6 +1,8 @@
 """netconform's command line (``netconform``, or ``python -m harness``): labs, reports, VMs, the bench.
 
     python -m harness lab list                      the bundled labs, with document and section
+    python -m harness lab claims                    the documents' claims the suites check: document, claim,
+                                                    lab, tests (read from their document markers)
     python -m harness lab up LAB [--command CMD]    build LAB in a private sandbox and open a shell in
                                                     its host (or run CMD there); leaving removes it all
     python -m harness labs                          the bundled labs
@@ -43,6 +45,11 @@ def _labs(args) -> str:
         lab = load_lab(name)
         lines.append(f"{name}\tdocument {lab.document or '-'}: {' '.join((lab.section or '').split())}")
     return "\n".join(lines) + "\n"
+
+
+def _lab_claims(args) -> str:
+    from harness.lab import claims
+    return claims.text(claims.claims())
 
 
 def _check(args) -> str:
@@ -273,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("labs", help="list the bundled labs").set_defaults(run=_labs)
     lab = commands.add_parser("lab", help="explore a lab by hand").add_subparsers(dest="action", required=True)
     lab.add_parser("list", help="the bundled labs, with document and section").set_defaults(run=_labs)
+    lab.add_parser("claims", help="the documents' claims the suites check, with their labs and tests (one line "
+                   "each, tab-separated), then a line per document").set_defaults(run=_lab_claims)
     up = lab.add_parser("up", help="build LAB in a private sandbox and open a shell in its host")
     up.add_argument("lab", help="a bundled lab's name or a lab file's path")
     up.add_argument("--command", help="run this shell command there instead of an interactive shell")

@@ -37,3 +37,15 @@ def require_checkout(what: str) -> str:
         raise NetconformError(f"{what} runs from a netconform checkout (it needs the project's files: "
                               f"pyproject.toml, suites/, the Vagrantfile); this is an installed copy in {PACKAGE}")
     return project
+
+
+def suites_folder(what: str) -> str:
+    """The suites: the installed ``netconform_suites`` package, else the checkout's suites/."""
+    import importlib.util
+    try:
+        found = importlib.util.find_spec("netconform_suites")
+    except (ImportError, ValueError):
+        found = None
+    if found is not None and found.submodule_search_locations:
+        return list(found.submodule_search_locations)[0]
+    return os.path.join(require_checkout(what), "suites")

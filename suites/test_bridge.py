@@ -45,7 +45,7 @@ def test_first_frame_from_a_learns_a_on_its_port(bridge_abc):
     assert MAC_B not in learned(bridge_abc), "bb:bb learned before B sent anything"
 
 
-@pytest.mark.document("000", "MAC 地址学习: 泛洪 (未知 bb:bb)")
+@pytest.mark.document("000", "MAC 地址学习: 「泛洪 (未知 bb:bb)」")
 def test_unknown_unicast_is_flooded_to_every_other_port(bridge_abc):
     probe = bridge_abc.probe
     frame = l2_frame(MAC_A, MAC_B, "A to unknown B")
@@ -54,7 +54,7 @@ def test_unknown_unicast_is_flooded_to_every_other_port(bridge_abc):
     assert probe.expect(C, frame), probe.evidence(C, match=frame)
 
 
-@pytest.mark.document("000", "MAC 地址学习: 泛洪")
+@pytest.mark.document("000", "MAC 地址学习: 「泛洪」")
 def test_flood_is_not_reflected_to_the_ingress_port(bridge_abc):
     probe = bridge_abc.probe
     frame = l2_frame(MAC_A, MAC_B, "A to unknown B")
@@ -89,14 +89,14 @@ def test_known_unicast_goes_to_its_port_only(bridge_abc):
     assert probe.expect_none(C, later) == [], "C saw a frame for a MAC the bridge knows is on port 2"
 
 
-@pytest.mark.document("000", "bridge fdb show br br0")
+@pytest.mark.document("000", "「bridge fdb show br br0」")
 def test_each_ports_own_mac_is_a_local_entry(bridge_abc):
     local = {(e.mac, e.port) for e in bridge.fdb(bridge_abc, "host", "br0") if e.local}
     for port in ("veth1", "veth2", "veth3"):
         assert (bridge_abc.mac("host", port), port) in local
 
 
-@pytest.mark.document("004", "brctl showmacs br0: 远端 MAC 会老化")
+@pytest.mark.document("004", "「brctl showmacs br0」: 远端 MAC 会老化")
 def test_learned_remote_macs_are_not_local_entries(bridge_abc):
     bridge_abc.probe.send(A, l2_frame(MAC_A, MAC_B, "A to B"))
     assert wait_learned(bridge_abc, MAC_A)
@@ -113,7 +113,7 @@ def test_nothing_is_learned_on_a_port_with_learning_off(bridge_abc):
     assert MAC_A not in learned(bridge_abc)
 
 
-@pytest.mark.document("004", "brctl showmacs br0: ageing timer")
+@pytest.mark.document("004", "「brctl showmacs br0」: 「ageing timer」")
 def test_learned_entry_ages_out_after_the_ageing_time(bridge_abc):
     bridge.set_ageing_time(bridge_abc, "host", "br0", SHORT_AGEING)
     sent = time.monotonic()
@@ -127,7 +127,7 @@ def test_learned_entry_ages_out_after_the_ageing_time(bridge_abc):
     assert aged_after >= SHORT_AGEING * 0.9, f"aa:aa aged out after {aged_after:.2f} s < {SHORT_AGEING} s"
 
 
-@pytest.mark.document("000", "ip link set veth1 nomaster")
+@pytest.mark.document("000", "「ip link set veth1 nomaster」")
 def test_a_port_removed_with_nomaster_no_longer_gets_floods(bridge_abc):
     probe = bridge_abc.probe
     probe.listen_all()
@@ -138,7 +138,7 @@ def test_a_port_removed_with_nomaster_no_longer_gets_floods(bridge_abc):
     assert probe.expect_none(C, frame) == [], "veth3 left the bridge but C still got the flood"
 
 
-@pytest.mark.document("000", "Bridge 命令: # 删除 bridge / ip link del br0")
+@pytest.mark.document("000", "「Bridge 命令」: 「# 删除 bridge」 / 「ip link del br0」")
 def test_deleting_br0_frees_its_ports_and_stops_a_to_b(bridge_abc):
     probe = bridge_abc.probe
     probe.listen_all()
@@ -157,7 +157,7 @@ def test_deleting_br0_frees_its_ports_and_stops_a_to_b(bridge_abc):
         assert strays == [], strays.format()
 
 
-@pytest.mark.document("001", "step2: 端口 state disabled")
+@pytest.mark.document("001", "「step2」: 端口 state disabled")
 def test_a_port_is_disabled_until_its_veth_is_up(vbridge):
     assert bridge.port_state(vbridge, "host", "veth-1-br") == "forwarding"
     set_link(vbridge, "ns1", "veth-1", up=False)
@@ -166,7 +166,7 @@ def test_a_port_is_disabled_until_its_veth_is_up(vbridge):
     assert bridge.wait_port_state(vbridge, "host", "veth-1-br", "forwarding", DEADLINE)
 
 
-@pytest.mark.document("001", "step2: 三个 namespace 互相 ping 通")
+@pytest.mark.document("001", "「step2」: 三个 namespace 互相 ping 通")
 @pytest.mark.parametrize("src,dst", [("ns1", "192.168.28.2"), ("ns1", "192.168.28.3"), ("ns2", "192.168.28.3"),
                                      ("ns3", "192.168.28.1"), ("ns3", "192.168.28.2")])
 def test_namespaces_ping_each_other_over_vbridge(vbridge, src, dst):
@@ -174,7 +174,7 @@ def test_namespaces_ping_each_other_over_vbridge(vbridge, src, dst):
     assert result, result.error
 
 
-@pytest.mark.document("001", "step2")
+@pytest.mark.document("001", "「step2」")
 def test_no_ping_crosses_a_port_that_is_down(vbridge):
     set_link(vbridge, "host", "veth-3-br", up=False)
     probe = vbridge.probe
@@ -188,7 +188,7 @@ def test_no_ping_crosses_a_port_that_is_down(vbridge):
     assert flooded, flooded.format()
 
 
-@pytest.mark.document("001", "step3: ip addr add 192.168.28.5/24 dev vbridge")
+@pytest.mark.document("001", "「step3」: 「ip addr add 192.168.28.5/24 dev vbridge」")
 def test_host_reaches_the_namespaces_only_once_vbridge_has_an_address(vbridge):
     probe = vbridge.probe
     address(vbridge, "host", "vbridge", "192.168.28.5/24", add=False)
@@ -205,7 +205,7 @@ def test_host_reaches_the_namespaces_only_once_vbridge_has_an_address(vbridge):
     assert after, after.error
 
 
-@pytest.mark.document("001", "step3: ip netns exec ns1 ping 192.168.17.10 (Network is unreachable)")
+@pytest.mark.document("001", "「step3」: 「ip netns exec ns1 ping 192.168.17.10」 (Network is unreachable)")
 def test_ns1_reaches_the_host_address_only_with_its_default_route(vbridge):
     probe = vbridge.probe
     vbridge.ipr("ns1").route("del", dst="0.0.0.0/0")

@@ -43,8 +43,8 @@ def teach_second_mac_on_port1(lab):
 
 # -- hairpin ---------------------------------------------------------------------------
 
-@pytest.mark.document("000", "工作机制 2. 转发 - 根据目标 MAC 查找出端口 "
-                        "(hairpin on: the kernel's option; the document has no hairpin)")
+@pytest.mark.document("000", "工作机制: 「2. 转发 - 根据目标 MAC 查找出端口」 "
+                        "(hairpin on: the kernel's bridge option; no document has hairpin)")
 def test_hairpin_on_sends_a_frame_back_out_of_its_ingress_port(bridge_abc):
     probe = bridge_abc.probe
     probe.listen_all()
@@ -56,7 +56,7 @@ def test_hairpin_on_sends_a_frame_back_out_of_its_ingress_port(bridge_abc):
     assert probe.expect_none(B, frame) == [] and probe.expect_none(C, frame) == [], "a known unicast was flooded"
 
 
-@pytest.mark.document("000", "工作机制 2. 转发 - 根据目标 MAC 查找出端口 (hairpin off, the kernel's default)")
+@pytest.mark.document("000", "工作机制: 「2. 转发 - 根据目标 MAC 查找出端口」 (hairpin off: the kernel's default; no document has hairpin)")
 def test_hairpin_off_drops_a_frame_for_its_own_ingress_port(bridge_abc):
     probe = bridge_abc.probe
     probe.listen_all()
@@ -81,7 +81,7 @@ def test_broadcast_is_flooded_to_every_other_port_and_the_bridge(bridge_abc):
     assert probe.expect_none(A, frame) == [], "the broadcast came back to its sender (hairpin is off)"
 
 
-@pytest.mark.document("000", "Bridge 工作机制: 泛洪")
+@pytest.mark.document("000", "Bridge 工作机制: 「泛洪」")
 def test_a_port_with_broadcast_flooding_off_gets_no_broadcast(bridge_abc):
     probe = bridge_abc.probe
     probe.listen_all()
@@ -94,7 +94,7 @@ def test_a_port_with_broadcast_flooding_off_gets_no_broadcast(bridge_abc):
 
 # -- STP -------------------------------------------------------------------------------------
 
-@pytest.mark.document("000", "STP 控制: ip link set <bridge> type bridge stp_state 1")
+@pytest.mark.document("000", "「STP 控制」: 「ip link set <bridge> type bridge stp_state 1」")
 def test_stp_on_makes_the_bridge_send_bpdus_every_hello_time(bridge_abc):
     probe = bridge_abc.probe
     probe.listen_all()
@@ -111,7 +111,7 @@ def test_stp_on_makes_the_bridge_send_bpdus_every_hello_time(bridge_abc):
         assert probe.expect(port, is_bpdu, timeout=HELLO_TIME + DEADLINE), probe.evidence(port)
 
 
-@pytest.mark.document("000", "STP 控制 (stp_state 0, the default)")
+@pytest.mark.document("000", "「STP 控制」 (stp_state 0, the default)")
 def test_stp_off_sends_no_bpdu(bridge_abc):
     probe = bridge_abc.probe
     probe.listen_all()
@@ -126,9 +126,9 @@ def test_stp_off_sends_no_bpdu(bridge_abc):
     # (the port's state, how long it may take to get there, does it forward, does it learn)
     pytest.param(1, [("listening", DEADLINE, False, False), ("learning", FORWARD_DELAY + DEADLINE, False, True)],
                  id="with-stp-it-listens-then-learns-before-it-forwards",
-                 marks=pytest.mark.document("000", "STP 控制: stp_state 1 (listening, learning, forwarding)")),
+                 marks=pytest.mark.document("000", "「STP 控制」: 「stp_state 1」 (listening, learning, forwarding)")),
     pytest.param(0, [("forwarding", DEADLINE, True, True)], id="without-stp-it-forwards-at-once",
-                 marks=pytest.mark.document("000", "STP 控制 (stp_state 0): a port forwards as soon as it is up")),
+                 marks=pytest.mark.document("000", "「STP 控制」 (stp_state 0): a port forwards as soon as it is up")),
 ])
 def test_a_port_that_comes_up(bridge_abc, stp_state, phases):
     probe = bridge_abc.probe
@@ -163,8 +163,8 @@ def isolate_ports_1_and_2(lab):
 
 
 @pytest.mark.requires("port_isolation")
-@pytest.mark.document("000", "Bridge vs 纯路由: | 广播域 | 共享广播域 | 隔离广播 | "
-                        "(port isolation is the kernel's; the document has none)")
+@pytest.mark.document("000", "「Bridge vs 纯路由」: 「| 广播域 | 共享广播域 | 隔离广播 |」 "
+                        "(port isolation is the kernel's bridge option; no document has it)")
 def test_isolated_ports_cannot_talk_to_each_other(bridge_abc):
     probe = bridge_abc.probe
     probe.listen_all()
@@ -177,7 +177,7 @@ def test_isolated_ports_cannot_talk_to_each_other(bridge_abc):
 
 
 @pytest.mark.requires("port_isolation")
-@pytest.mark.document("000", "Bridge vs 纯路由: | 广播域 | 共享广播域 | (isolated ports and a non-isolated one: the kernel's)")
+@pytest.mark.document("000", "「Bridge vs 纯路由」: 「| 广播域 | 共享广播域 |」 (isolated ports and a non-isolated one: the kernel's; no document has it)")
 def test_isolated_ports_still_talk_to_a_port_that_is_not_isolated(bridge_abc):
     probe = bridge_abc.probe
     probe.listen_all()

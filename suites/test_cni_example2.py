@@ -51,16 +51,16 @@ def udp_to_a_closed_port(lab):
 
 @pytest.mark.parametrize("dst", [
     pytest.param(GATEWAY, id="its-gateway-on-br0",
-                 marks=pytest.mark.document("003", "示例2 步骤7: ping -c 3 10.1.1.1")),
+                 marks=pytest.mark.document("003", "示例2 步骤7: 「ping -c 3 10.1.1.1」")),
     pytest.param(INTERNET, id="8.8.8.8-on-the-internet",
-                 marks=pytest.mark.document("003", "示例2 步骤7: ping -c 3 8.8.8.8")),
+                 marks=pytest.mark.document("003", "示例2 步骤7: 「ping -c 3 8.8.8.8」")),
 ])
 def test_the_container_pings(example2, dst):
     result = example2.probe.ping("container-ns", dst)
     assert result and result.reply_from == dst, result
 
 
-@pytest.mark.document("003", "示例2 步骤4: ip link set veth-host master br0")
+@pytest.mark.document("003", "示例2 步骤4: 「ip link set veth-host master br0」")
 def test_with_veth_host_off_br0_the_gateway_does_not_answer(example2):
     set_link(example2, "host", "veth-host", nomaster=True)
     probe = example2.probe
@@ -78,7 +78,7 @@ def test_with_veth_host_off_br0_the_gateway_does_not_answer(example2):
     assert strays == [], strays.format()
 
 
-@pytest.mark.document("003", "示例2 步骤5: ip route add default via 10.1.1.1")
+@pytest.mark.document("003", "示例2 步骤5: 「ip route add default via 10.1.1.1」")
 def test_without_its_default_route_the_container_cannot_reach_8_8_8_8(example2):
     example2.ipr("container-ns").route("del", dst="0.0.0.0/0")
     result = example2.probe.ping("container-ns", INTERNET)
@@ -87,7 +87,7 @@ def test_without_its_default_route_the_container_cannot_reach_8_8_8_8(example2):
 
 # ---------------------------------------------------------------- step 6: MASQUERADE
 
-@pytest.mark.document("003", "示例2 步骤6: iptables -t nat -A POSTROUTING -s 10.1.1.0/24 -j MASQUERADE")
+@pytest.mark.document("003", "示例2 步骤6: 「iptables -t nat -A POSTROUTING -s 10.1.1.0/24 -j MASQUERADE」")
 @pytest.mark.parametrize("exchange", ["udp", "tcp"])
 def test_the_internet_sees_the_hosts_eth0_address_and_replies_return(example2, exchange):
     result = getattr(example2.probe, exchange)("container-ns", "internet", INTERNET, 53)
@@ -96,7 +96,7 @@ def test_the_internet_sees_the_hosts_eth0_address_and_replies_return(example2, e
     assert result.client_saw == (INTERNET, 53) and result.reply == b"netconform", result
 
 
-@pytest.mark.document("003", "示例2 步骤6: MASQUERADE")
+@pytest.mark.document("003", "示例2 步骤6: 「MASQUERADE」")
 def test_without_masquerade_the_private_source_leaves_and_no_reply_returns(example2):
     iptables(example2, "-t", "nat", "-F", "POSTROUTING")
     result = example2.probe.udp("container-ns", "internet", INTERNET, 53, timeout=QUIET_WINDOW)
@@ -106,7 +106,7 @@ def test_without_masquerade_the_private_source_leaves_and_no_reply_returns(examp
 
 # ---------------------------------------------------------------- step 6: FORWARD (policy DROP)
 
-@pytest.mark.document("003", "示例2 步骤6: iptables -A FORWARD -i br0 -o eth0 -j ACCEPT")
+@pytest.mark.document("003", "示例2 步骤6: 「iptables -A FORWARD -i br0 -o eth0 -j ACCEPT」")
 def test_without_the_br0_to_eth0_rule_nothing_leaves_for_the_internet(example2):
     iptables(example2, "-D", "FORWARD", *FORWARD_OUT)
     probe = example2.probe
@@ -117,7 +117,7 @@ def test_without_the_br0_to_eth0_rule_nothing_leaves_for_the_internet(example2):
         probe.evidence(INTERNET_ETH0)
 
 
-@pytest.mark.document("003", "示例2 步骤6: -A FORWARD -i eth0 -o br0 -m state --state RELATED,ESTABLISHED")
+@pytest.mark.document("003", "示例2 步骤6: 「-A FORWARD -i eth0 -o br0 -m state --state RELATED,ESTABLISHED」")
 def test_without_the_established_rule_replies_stop_at_the_host(example2):
     iptables(example2, "-D", "FORWARD", *FORWARD_BACK)
     probe = example2.probe
@@ -129,7 +129,7 @@ def test_without_the_established_rule_replies_stop_at_the_host(example2):
     assert probe.expect_none(VETH_CONT, reply) == [], probe.evidence(VETH_CONT)
 
 
-@pytest.mark.document("003", "示例2 步骤6: --state RELATED")
+@pytest.mark.document("003", "示例2 步骤6: 「--state RELATED」")
 def test_icmp_errors_about_a_container_flow_are_let_in_as_related(example2):
     udp_to_a_closed_port(example2)
     seen = example2.probe.expect(VETH_CONT, PORT_UNREACHABLE)
@@ -137,7 +137,7 @@ def test_icmp_errors_about_a_container_flow_are_let_in_as_related(example2):
         HOST_UPLINK, VETH_CONT)
 
 
-@pytest.mark.document("003", "示例2 步骤6: --state RELATED")
+@pytest.mark.document("003", "示例2 步骤6: 「--state RELATED」")
 def test_with_established_only_icmp_errors_stop_at_the_host(example2):
     established_only = [arg.replace("RELATED,ESTABLISHED", "ESTABLISHED") for arg in FORWARD_BACK]
     iptables(example2, "-R", "FORWARD", "2", *established_only)
@@ -148,7 +148,7 @@ def test_with_established_only_icmp_errors_stop_at_the_host(example2):
     assert probe.expect_none(VETH_CONT, PORT_UNREACHABLE) == [], probe.evidence(VETH_CONT)
 
 
-@pytest.mark.document("003", "示例2 步骤6: FORWARD (policy DROP, implicit)")
+@pytest.mark.document("003", "示例2 步骤6: 「FORWARD」 (policy DROP, implicit)")
 def test_unsolicited_traffic_from_the_internet_does_not_reach_the_container(example2):
     route_the_container_subnet_back(example2)
     probe = example2.probe
@@ -160,7 +160,7 @@ def test_unsolicited_traffic_from_the_internet_does_not_reach_the_container(exam
     assert probe.expect_none(VETH_CONT, inbound) == [], probe.evidence(VETH_CONT)
 
 
-@pytest.mark.document("003", "示例2 步骤6: FORWARD (policy DROP, implicit)")
+@pytest.mark.document("003", "示例2 步骤6: 「FORWARD」 (policy DROP, implicit)")
 def test_with_policy_accept_unsolicited_traffic_reaches_the_container(example2):
     iptables(example2, "-P", "FORWARD", "ACCEPT")
     route_the_container_subnet_back(example2)

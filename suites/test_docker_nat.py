@@ -86,7 +86,7 @@ def test_published_port_reaches_the_container_with_the_clients_own_address(docke
     assert result.reply == b"netconform"
 
 
-@pytest.mark.document("004", "DNAT: only mapped ports are forwarded")
+@pytest.mark.document("004", "「DNAT」: only mapped ports are forwarded")
 def test_an_unpublished_port_is_not_forwarded_to_the_container(docker):
     docker.probe.listen(CONTAINER_ETH0)
     result = tcp_to_published_port(docker, "outside", HOST_UPLINK, UNPUBLISHED, timeout=QUIET_WINDOW)
@@ -95,7 +95,7 @@ def test_an_unpublished_port_is_not_forwarded_to_the_container(docker):
         docker.probe.evidence(CONTAINER_ETH0)
 
 
-@pytest.mark.document("004", "DNAT: ! -i docker0")
+@pytest.mark.document("004", "「DNAT」: 「! -i docker0」")
 @pytest.mark.parametrize("dst", [GATEWAY, HOST_UPLINK])
 def test_the_published_port_dialled_from_docker0_is_not_dnated(docker, dst):
     docker.probe.listen(CONTAINER_ETH0)
@@ -105,7 +105,7 @@ def test_the_published_port_dialled_from_docker0_is_not_dnated(docker, dst):
         f"container2's SYN to {dst}:{PUBLISHED} was DNATed to {CONTAINER}:80\n" + docker.probe.evidence(CONTAINER_ETH0)
 
 
-@pytest.mark.document("004", "DNAT: ! -i docker0")
+@pytest.mark.document("004", "「DNAT」: 「! -i docker0」")
 def test_without_the_docker0_guard_docker0_traffic_is_dnated_too(docker):
     change(docker, "DNAT without the docker0 guard")
     docker.probe.listen(CONTAINER_ETH0)
@@ -133,11 +133,11 @@ def test_without_the_output_hook_the_host_is_refused(docker):
 @pytest.mark.parametrize("exchange", ["udp", "tcp"])
 @pytest.mark.parametrize("client,server,dst,seen_as", [
     pytest.param("container", "outside", OUTSIDE, HOST_UPLINK, id="leaving-the-host-it-takes-the-uplink-address",
-                 marks=pytest.mark.document("004", "SNAT: MASQUERADE 172.17.0.0/16 -> the host's address")),
+                 marks=pytest.mark.document("004", "「SNAT」: MASQUERADE 172.17.0.0/16 -> the host's address")),
     pytest.param("container18", "outside", OUTSIDE, HOST_UPLINK, id="from-172.18-it-takes-the-uplink-address",
-                 marks=pytest.mark.document("004", "SNAT: MASQUERADE 0 -- 172.18.0.0/16 0.0.0.0/0")),
+                 marks=pytest.mark.document("004", "「SNAT」: 「MASQUERADE 0 -- 172.18.0.0/16 0.0.0.0/0」")),
     pytest.param("container2", "container", CONTAINER, CONTAINER2, id="on-docker0-it-keeps-its-source",
-                 marks=pytest.mark.document("004", "SNAT: ! -o docker0 (hidden by iptables -L -n)")),
+                 marks=pytest.mark.document("004", "「SNAT」: ! -o docker0 (hidden by iptables -L -n)")),
 ])
 def test_container_traffic_has_the_source_snat_gives_it_and_replies_return(docker, exchange, client, server, dst,
                                                                            seen_as):
@@ -147,7 +147,7 @@ def test_container_traffic_has_the_source_snat_gives_it_and_replies_return(docke
     assert result.client_saw == (dst, 53) and result.reply == b"netconform", result
 
 
-@pytest.mark.document("004", "SNAT")
+@pytest.mark.document("004", "「SNAT」")
 def test_without_masquerade_the_container_address_leaves_and_no_reply_returns(docker):
     change(docker, "no MASQUERADE")
     result = docker.probe.udp("container", "outside", OUTSIDE, 53, timeout=QUIET_WINDOW)
@@ -155,7 +155,7 @@ def test_without_masquerade_the_container_address_leaves_and_no_reply_returns(do
     assert result.server_saw and result.server_saw[0] == CONTAINER, f"outside saw {result.server_saw}"
 
 
-@pytest.mark.document("004", "SNAT: MASQUERADE 0 -- 172.18.0.0/16 0.0.0.0/0")
+@pytest.mark.document("004", "「SNAT」: 「MASQUERADE 0 -- 172.18.0.0/16 0.0.0.0/0」")
 def test_without_the_172_18_rule_its_container_leaves_with_its_own_address_and_no_reply_returns(docker):
     """The twin of container18's SNAT: only 172.18's rule is gone (172.17's stays), and outside
     sees 172.18.0.2 itself, which it has no route back to."""
@@ -167,7 +167,7 @@ def test_without_the_172_18_rule_its_container_leaves_with_its_own_address_and_n
     assert still and still.server_saw[0] == HOST_UPLINK, f"172.17's rule went too: {still}"
 
 
-@pytest.mark.document("004", "SNAT: MASQUERADE 172.17.0.0/16 as listed, without ! -o docker0")
+@pytest.mark.document("004", "「SNAT」: MASQUERADE 172.17.0.0/16 as listed, without ! -o docker0")
 def test_with_the_rule_as_listed_container_to_container_traffic_is_masqueraded(docker):
     change(docker, "MASQUERADE as the document lists it (no ! -o docker0)")
     result = docker.probe.udp("container2", "container", CONTAINER, 53)
@@ -194,7 +194,7 @@ def echo(dst, to_mac):
     return Ether(dst=to_mac) / IP(src=CONTAINER, dst=dst) / ICMP(type=8)
 
 
-@pytest.mark.document("004", "容器内部路由表 route -n: 0.0.0.0 172.17.0.1 0.0.0.0 UG eth0 / "
+@pytest.mark.document("004", "容器内部路由表 「route -n」: 0.0.0.0 172.17.0.1 0.0.0.0 UG eth0 / "
                              "172.17.0.0 0.0.0.0 255.255.0.0 U eth0")
 def test_the_container_table_reads_as_route_n_and_off_link_goes_to_172_17_0_1(docker_iptables):
     """The two rows the document prints (the second is the kernel's, from the address), and what

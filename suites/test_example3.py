@@ -27,7 +27,7 @@ def neighbours(lab, node):
     return {n.get_attr("NDA_DST"): n.get_attr("NDA_LLADDR") for n in lab.ipr(node).get_neighbours(family=2)}
 
 
-@pytest.mark.document("003", "示例3 步骤6: ip netns exec client1 ping -c 3 10.0.2.100 (and client2 → client1)")
+@pytest.mark.document("003", "示例3 步骤6: 「ip netns exec client1 ping -c 3 10.0.2.100」 (and client2 → client1)")
 @pytest.mark.parametrize("src,dst", [("client1", CLIENT2), ("client2", CLIENT1)])
 def test_clients_ping_each_other_through_the_router(example3, src, dst):
     result = example3.probe.ping(src, dst)
@@ -36,7 +36,7 @@ def test_clients_ping_each_other_through_the_router(example3, src, dst):
     assert result.ttl == 63, f"the reply came with TTL {result.ttl}: it did not cross exactly one router"
 
 
-@pytest.mark.document("003", "示例3 步骤5: sysctl -w net.ipv4.ip_forward=1")
+@pytest.mark.document("003", "示例3 步骤5: 「sysctl -w net.ipv4.ip_forward=1」")
 def test_with_ip_forward_0_the_router_does_not_carry_it(example3):
     with example3.entered("router"):
         write_sysctl("net.ipv4.ip_forward", 0)
@@ -48,7 +48,7 @@ def test_with_ip_forward_0_the_router_does_not_carry_it(example3):
     assert probe.expect_none(VETH_R2, echo(CLIENT1, CLIENT2), inbound=False) == [], "the router forwarded it"
 
 
-@pytest.mark.document("003", "示例3 步骤4: ip netns exec client1 ip route add default via 10.0.1.1")
+@pytest.mark.document("003", "示例3 步骤4: 「ip netns exec client1 ip route add default via 10.0.1.1」")
 def test_without_its_default_route_client1_cannot_reach_client2(example3):
     example3.ipr("client1").route("del", dst="0.0.0.0/0")
     result = example3.probe.ping("client1", CLIENT2)
@@ -56,7 +56,7 @@ def test_without_its_default_route_client1_cannot_reach_client2(example3):
     assert example3.probe.ping("client1", R1), "client1 lost its own subnet too"
 
 
-@pytest.mark.document("003", "示例3 步骤7: ip netns exec client1 ip neigh show")
+@pytest.mark.document("003", "示例3 步骤7: 「ip netns exec client1 ip neigh show」")
 def test_after_the_ping_client1_neighbour_table_holds_the_router(example3):
     result = example3.probe.ping("client1", CLIENT2)
     assert result, result.error
@@ -66,12 +66,12 @@ def test_after_the_ping_client1_neighbour_table_holds_the_router(example3):
     assert CLIENT2 not in table, table
 
 
-@pytest.mark.document("003", "示例3 步骤7: ip neigh show (before any traffic)")
+@pytest.mark.document("003", "示例3 步骤7: 「ip neigh show」 (before any traffic)")
 def test_before_any_traffic_client1_neighbour_table_is_empty(example3):
     assert neighbours(example3, "client1") == {}
 
 
-@pytest.mark.document("003", "示例3: ip netns exec router ip route show (only its two subnets, no default)")
+@pytest.mark.document("003", "「示例3」: 「ip netns exec router ip route show」 (only its two subnets, no default)")
 def test_the_router_routes_only_its_two_subnets(example3):
     # The kernel's routes for the router's two addresses, and nothing else: what the document's
     # `ip route show` prints. The lab writes the addresses, not these routes.

@@ -101,7 +101,7 @@ def main_table(lab, node):
 KERNEL, BOOT, LINK, UNIVERSE = 2, 3, 253, 0
 
 
-@pytest.mark.document("001", "step3: route -n")
+@pytest.mark.document("001", "「step3」: 「route -n」")
 @pytest.mark.parametrize("lab", ["001-vbridge"], indirect=True)
 def test_001_host_routing_table_reads_as_the_document_prints_it(lab):
     # 0.0.0.0       192.168.17.2  0.0.0.0        UG  ens33
@@ -114,7 +114,7 @@ def test_001_host_routing_table_reads_as_the_document_prints_it(lab):
     ], key=str)
 
 
-@pytest.mark.document("000", "步骤 7: ip route (Calico style)")
+@pytest.mark.document("000", "「步骤 7」: 「ip route」 (Calico style)")
 @pytest.mark.parametrize("lab", ["000-calico"], indirect=True)
 def test_000_calico_routes_carry_a_pods_packet_as_the_document_writes_them(lab):
     """The lab writes these routes itself, so reading them back proves nothing; what they

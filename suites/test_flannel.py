@@ -88,7 +88,7 @@ def test_cross_node_pod_traffic_is_the_pods_frame_in_vxlan_vni_1_on_udp_8472(fla
 
 
 @pytest.mark.requires("vxlan")
-@pytest.mark.document("004", "Flannel: 同节点的 pod 在 cni0 网桥走二层转发")
+@pytest.mark.document("004", "「Flannel」: 同节点的 pod 在 cni0 网桥走二层转发")
 def test_same_node_pod_traffic_stays_on_cni0(flannel_vxlan):
     probe = flannel_vxlan.probe
     probe.listen(Port("node1", "veth-pod1b"), UNDERLAY1, VTEP1)
@@ -166,7 +166,7 @@ def test_a_different_vni_on_node2_breaks_cross_node_delivery(request):
 
 
 @pytest.mark.requires("vxlan")
-@pytest.mark.document("004", "VXLAN 3. 数据封装: 使用 VXLAN 协议将原始数据包封装在 UDP 报文中 "
+@pytest.mark.document("004", "VXLAN: 「3. 数据封装：Flannel 使用 VXLAN 协议将原始数据包封装在 UDP 报文中」 "
                         "(1450 = 1500 - 50 is flannel's VXLAN MTU and the kernel's overhead; the document gives none)")
 def test_a_1450_byte_df_packet_crosses_in_a_1500_byte_underlay_packet(flannel_vxlan):
     probe = flannel_vxlan.probe
@@ -206,7 +206,7 @@ def too_big_for_the_tunnel(lab, pod_mtu, refusal, size):
 
 
 @pytest.mark.requires("vxlan")
-@pytest.mark.document("004", "VXLAN 3. 数据封装 (flannel's VXLAN MTU 1450; the document shows only FLANNEL_MTU=1472)")
+@pytest.mark.document("004", "VXLAN: 「3. 数据封装」 (flannel's VXLAN MTU 1450; the document shows only 「# FLANNEL_MTU=1472」, UDP's)")
 @pytest.mark.parametrize("pod_mtu,refusal", [
     # The pod's eth0 has FLANNEL_MTU: its own kernel refuses the send (ping -M do: "message too long").
     pytest.param(None, "Message too long", id="the-pod-with-flannel-mtu-refuses-it-itself"),
@@ -221,7 +221,7 @@ def test_a_1451_byte_df_packet_never_reaches_the_underlay(flannel_vxlan, pod_mtu
 # ---------------------------------------------------------------- UDP backend
 
 @pytest.mark.requires("tun")
-@pytest.mark.document("004", "Flannel UDP: 发出端的 IP 包进行 UDP 封装, 接收端解封装")
+@pytest.mark.document("004", "「Flannel UDP」: 发出端的 IP 包进行 UDP 封装, 接收端解封装")
 def test_udp_backend_carries_the_bare_ip_packet_in_udp_8285(flannel_udp):
     flanneld = tunnel.UdpTunnel(flannel_udp, LEASES)
     probe = flannel_udp.probe
@@ -237,7 +237,7 @@ def test_udp_backend_carries_the_bare_ip_packet_in_udp_8285(flannel_udp):
 
 
 @pytest.mark.requires("tun")
-@pytest.mark.document("004", "Flannel UDP: 用户态封装 (flanneld)")
+@pytest.mark.document("004", "「Flannel UDP」: 用户态封装 (flanneld)")
 def test_with_the_encapsulator_stopped_nothing_crosses(flannel_udp):
     flanneld = tunnel.UdpTunnel(flannel_udp, LEASES)
     flanneld.close()
@@ -258,7 +258,7 @@ def test_with_the_encapsulator_stopped_nothing_crosses(flannel_udp):
 
 
 @pytest.mark.requires("tun")
-@pytest.mark.document("004", "Flannel UDP: FLANNEL_MTU=1472 (IP 20 + UDP 8)")
+@pytest.mark.document("004", "「Flannel UDP」: 「FLANNEL_MTU=1472」 (IP 20 + UDP 8)")
 def test_a_1472_byte_df_packet_crosses_in_a_1500_byte_udp_packet(flannel_udp):
     tunnel.UdpTunnel(flannel_udp, LEASES)
     probe = flannel_udp.probe
@@ -270,7 +270,7 @@ def test_a_1472_byte_df_packet_crosses_in_a_1500_byte_udp_packet(flannel_udp):
 
 
 @pytest.mark.requires("tun")
-@pytest.mark.document("004", "Flannel UDP: FLANNEL_MTU=1472")
+@pytest.mark.document("004", "「Flannel UDP」: 「FLANNEL_MTU=1472」")
 @pytest.mark.parametrize("pod_mtu,refusal", [
     pytest.param(None, "Message too long", id="the-pod-with-flannel-mtu-refuses-it-itself"),
     # As if the pod kept Docker's 1500: node1 cannot forward it into flannel0 (MTU 1472) with DF set.

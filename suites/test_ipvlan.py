@@ -50,13 +50,13 @@ def parent_mac(lab):
 
 # -- MACs: ipvlan's defining property ------------------------------------------------------
 
-@pytest.mark.document("004", "IPVLAN (l2): every child has the parent's MAC")
+@pytest.mark.document("004", "「IPVLAN」 (l2): every child has the parent's MAC")
 def test_l2_children_share_the_parents_mac(ipvl_l2):
     macs = {"enp0s8": parent_mac(ipvl_l2), "ipvl1": ipvl_l2.mac("pod-a", "ipvl1"), "ipvl2": ipvl_l2.mac("pod-b", "ipvl2")}
     assert len(set(macs.values())) == 1, macs
 
 
-@pytest.mark.document("004", "MACVLAN: 子接口可以单独配置 MAC 地址 (unlike IPVLAN)")
+@pytest.mark.document("004", "「MACVLAN」: 「可以单独配置 MAC 地址和 IP 地址」 (unlike IPVLAN)")
 def test_macvlan_children_do_not_share_the_parents_mac(mv_bridge):
     macs = {"enp0s8": mv_bridge.mac("host", "enp0s8"), "mac1": mv_bridge.mac("pod-a", "mac1"),
             "mac2": mv_bridge.mac("pod-b", "mac2")}
@@ -65,7 +65,7 @@ def test_macvlan_children_do_not_share_the_parents_mac(mv_bridge):
 
 # -- l2: children talk, with ARP -------------------------------------------------------------
 
-@pytest.mark.document("004", "IPVLAN (l2): children on one parent talk")
+@pytest.mark.document("004", "「IPVLAN」 (l2): children on one parent talk")
 def test_l2_pods_ping_each_other_after_resolving_with_arp(ipvl_l2):
     result = ipvl_l2.probe.ping("pod-a", POD_B)
     assert result, result.error
@@ -73,7 +73,7 @@ def test_l2_pods_ping_each_other_after_resolving_with_arp(ipvl_l2):
     assert mac == parent_mac(ipvl_l2) and not state & NUD_NOARP, (hex(state), mac)
 
 
-@pytest.mark.document("004", "IPVLAN (l2): a child that is down")
+@pytest.mark.document("004", "「IPVLAN」 (l2): a child that is down")
 def test_l2_no_answer_from_a_child_that_is_down(ipvl_l2):
     set_link(ipvl_l2, "pod-b", "ipvl2", up=False)
     probe = ipvl_l2.probe
@@ -88,14 +88,14 @@ def test_l2_no_answer_from_a_child_that_is_down(ipvl_l2):
     assert answers == [], answers.format()
 
 
-@pytest.mark.document("004", "IPVLAN (l2): ARP between children")
+@pytest.mark.document("004", "「IPVLAN」 (l2): ARP between children")
 def test_l2_arp_probe_is_answered_with_the_parents_mac(ipvl_l2):
     reply = ipvl_l2.probe.arp(IPVL1, POD_B)
     assert reply is not None, "nobody answered who-has 192.168.10.11 in l2 mode"
     assert reply.mac == parent_mac(ipvl_l2)
 
 
-@pytest.mark.document("004", "IPVLAN (l3): no ARP, no broadcast between children")
+@pytest.mark.document("004", "「IPVLAN」 (l3): no ARP, no broadcast between children")
 def test_l3_arp_probe_gets_no_answer(ipvl_l3):
     flags = {name: ipvl_l3.link(node, name)["flags"] & IFF_NOARP for node, name in (("pod-a", "ipvl1"),
                                                                                    ("pod-b", "ipvl2"))}
@@ -121,7 +121,7 @@ def test_l3_arp_probe_gets_no_answer(ipvl_l3):
 
 # -- l3: delivered by IP, with routes -------------------------------------------------------
 
-@pytest.mark.document("004", "IPVLAN (l3): children talk by IP, without ARP")
+@pytest.mark.document("004", "「IPVLAN」 (l3): children talk by IP, without ARP")
 def test_l3_pods_reach_each_other_by_ip_without_arp(ipvl_l3):
     result = ipvl_l3.probe.ping("pod-a", POD_B)
     assert result, result.error
@@ -130,7 +130,7 @@ def test_l3_pods_reach_each_other_by_ip_without_arp(ipvl_l3):
     assert state == NUD_NOARP and mac == parent_mac(ipvl_l3), (hex(state), mac)
 
 
-@pytest.mark.document("004", "IPVLAN (l3): routes decide, as for any IP traffic")
+@pytest.mark.document("004", "「IPVLAN」 (l3): routes decide, as for any IP traffic")
 def test_l3_without_a_route_to_the_pod_network_is_unreachable(ipvl_l3):
     ipr = ipvl_l3.ipr("pod-a")
     ipr.route("del", dst="0.0.0.0/0")
@@ -139,7 +139,7 @@ def test_l3_without_a_route_to_the_pod_network_is_unreachable(ipvl_l3):
     assert not result and result.error == "Network is unreachable", result
 
 
-@pytest.mark.document("004", "IPVLAN (l3): the parent's port switches by destination IP")
+@pytest.mark.document("004", "「IPVLAN」 (l3): the parent's port switches by destination IP")
 def test_l3_delivers_to_the_child_owning_the_destination_whatever_the_gateway(ipvl_l3):
     address(ipvl_l3, "pod-b", "ipvl2", f"{ELSEWHERE}/32")
     probe = ipvl_l3.probe
@@ -150,7 +150,7 @@ def test_l3_delivers_to_the_child_owning_the_destination_whatever_the_gateway(ip
     assert probe.expect_none(SWP1, echo(POD_A, ELSEWHERE)) == [], "the echo went out to the switch"
 
 
-@pytest.mark.document("004", "IPVLAN (l2): the gateway's MAC decides")
+@pytest.mark.document("004", "「IPVLAN」 (l2): the gateway's MAC decides")
 def test_l2_sends_a_packet_for_the_gateway_to_the_gateway(ipvl_l2):
     address(ipvl_l2, "pod-b", "ipvl2", f"{ELSEWHERE}/32")
     probe = ipvl_l2.probe
@@ -161,7 +161,7 @@ def test_l2_sends_a_packet_for_the_gateway_to_the_gateway(ipvl_l2):
     assert probe.expect_none(IPVL2, echo(POD_A, ELSEWHERE)) == [], "pod-b saw the echo"
 
 
-@pytest.mark.document("004", "IPVLAN (l3): the outside reaches a pod by a route via the host")
+@pytest.mark.document("004", "「IPVLAN」 (l3): the outside reaches a pod by a route via the host")
 def test_l3_switch_reaches_a_pod_through_its_route_via_the_host(ipvl_l3):
     inbound = ipvl_l3.probe.ping("switch", POD_A)
     assert inbound, inbound.error
@@ -169,7 +169,7 @@ def test_l3_switch_reaches_a_pod_through_its_route_via_the_host(ipvl_l3):
     assert outbound, outbound.error
 
 
-@pytest.mark.document("004", "IPVLAN (l3): nothing answers ARP for a pod")
+@pytest.mark.document("004", "「IPVLAN」 (l3): nothing answers ARP for a pod")
 def test_l3_switch_cannot_reach_a_pod_by_arp(ipvl_l3):
     ipvl_l3.ipr("switch").route("del", dst=f"{POD_A}/32")
     probe = ipvl_l3.probe

@@ -53,9 +53,9 @@ def static_neighbours(lab):
 
 @pytest.mark.parametrize("lab,through_the_switch", [
     pytest.param("mv_bridge", False, id="bridge-mode-directly-inside-the-parent", marks=pytest.mark.document(
-        "004", "MACVLAN: mode bridge (ip link add link enp0s8 dev mac1 type macvlan mode bridge)")),
+        "004", "「MACVLAN」: mode bridge (ip link add link enp0s8 dev mac1 type macvlan mode bridge)")),
     pytest.param("mv_vepa", True, id="vepa-only-through-the-switch-hairpin", marks=pytest.mark.document(
-        "004", "MACVLAN: VEPA 模式: 所有流量都发送给父接口, 由外部交换机转回")),
+        "004", "「MACVLAN」: 「VEPA」: 「所有从 Macvlan 接口发出的流量，不管目的地全部都发送给父接口」 (a hairpin switch sends it back)")),
 ])
 def test_children_talk_and_the_mode_decides_whether_through_the_switch(request, lab, through_the_switch):
     live = request.getfixturevalue(lab)
@@ -73,7 +73,8 @@ def test_children_talk_and_the_mode_decides_whether_through_the_switch(request, 
     assert probe.expect(SWP1, echo(POD_B, POD_A, kind=0)), "pod-b's reply did not go through the switch either"
 
 
-@pytest.mark.document("004", "MACVLAN: private 模式: 子接口之间彼此隔离, 即使从外部的物理交换机导流")
+@pytest.mark.document("004", "「MACVLAN」: 「private」: 「同一主接口下的子接口之间彼此隔离，不能通信。"
+                             "即使从外部的物理交换机导流，也会被无情地丢掉。」")
 def test_private_mode_children_do_not_talk_even_through_a_hairpin_switch(mv_private):
     probe = mv_private.probe
     probe.listen_all()
@@ -84,7 +85,7 @@ def test_private_mode_children_do_not_talk_even_through_a_hairpin_switch(mv_priv
     assert probe.expect_none(MAC2, who_has(POD_B)) == [], "pod-b saw pod-a's ARP request"
 
 
-@pytest.mark.document("004", "MACVLAN: private 模式 (what the kernel drops: reflected broadcasts)")
+@pytest.mark.document("004", "「MACVLAN」: private 模式 (what the kernel drops: reflected broadcasts)")
 def test_private_mode_drops_reflected_broadcasts_but_not_reflected_unicast(mv_private):
     # The document says even what the switch sends back is dropped. The kernel drops a
     # sibling's reflected broadcast/multicast only (so ARP never resolves); unicast to a
@@ -99,7 +100,7 @@ def test_private_mode_drops_reflected_broadcasts_but_not_reflected_unicast(mv_pr
 
 # -- VEPA -------------------------------------------------------------------------------------
 
-@pytest.mark.document("004", "MACVLAN: VEPA 模式 (a switch without hairpin)")
+@pytest.mark.document("004", "「MACVLAN」: 「VEPA 模式」 (a switch without hairpin)")
 def test_vepa_children_do_not_talk_when_the_switch_has_hairpin_off(mv_vepa):
     probe = mv_vepa.probe
     probe.listen_all()
@@ -112,7 +113,7 @@ def test_vepa_children_do_not_talk_when_the_switch_has_hairpin_off(mv_vepa):
 
 # -- the trap: the parent cannot reach its own children -------------------------------------
 
-@pytest.mark.document("004", "MACVLAN: pod-a 192.168.10.10 (the host behind enp0s8 cannot reach it)")
+@pytest.mark.document("004", "「MACVLAN」: pod-a 192.168.10.10 (the host behind enp0s8 cannot reach it)")
 def test_host_cannot_reach_its_own_macvlan_child_through_the_parent(mv_bridge):
     probe = mv_bridge.probe
     probe.listen_all()
@@ -123,7 +124,7 @@ def test_host_cannot_reach_its_own_macvlan_child_through_the_parent(mv_bridge):
     assert probe.expect_none(MAC1, who_has(POD_A)) == [], "mac1 saw the host's ARP request"
 
 
-@pytest.mark.document("004", "MACVLAN: pod-a default via 192.168.10.1 (the outside reaches the child)")
+@pytest.mark.document("004", "「MACVLAN」: pod-a default via 192.168.10.1 (the outside reaches the child)")
 def test_switch_reaches_the_macvlan_child(mv_bridge):
     result = mv_bridge.probe.ping("switch", POD_A)
     assert result, result.error
@@ -131,7 +132,7 @@ def test_switch_reaches_the_macvlan_child(mv_bridge):
     assert back, back.error
 
 
-@pytest.mark.document("004", "MACVLAN: VEPA (the host reaches its child when the switch reflects)")
+@pytest.mark.document("004", "「MACVLAN」: 「VEPA」 (the host reaches its child when the switch reflects)")
 def test_host_reaches_its_child_when_the_switch_sends_frames_back(mv_vepa):
     probe = mv_vepa.probe
     probe.listen_all()
@@ -142,7 +143,7 @@ def test_host_reaches_its_child_when_the_switch_sends_frames_back(mv_vepa):
 
 # -- MACs: a child has its own, except in passthru -------------------------------------------
 
-@pytest.mark.document("004", "MACVLAN: 子接口可以单独配置 MAC 地址 (VLANIF 子接口和主接口共用 MAC)")
+@pytest.mark.document("004", "「MACVLAN」: 「macvlan 子接口和原来的主接口是完全独立的，可以单独配置 MAC 地址和 IP 地址。」")
 def test_bridge_mode_children_have_macs_of_their_own(mv_bridge):
     parent, mac1 = mv_bridge.mac("host", "enp0s8"), mv_bridge.mac("pod-a", "mac1")
     assert mac1 != parent
@@ -187,7 +188,7 @@ def test_passthru_parent_refuses_a_second_child(mv_passthru, mode):
     assert refused.value.code == errno.EINVAL, refused.value
 
 
-@pytest.mark.document("004", "MACVLAN: ip link add link enp0s8 dev mac2 type macvlan mode bridge")
+@pytest.mark.document("004", "「MACVLAN」: 「ip link add link enp0s8 dev mac2 type macvlan mode bridge」")
 def test_bridge_mode_parent_takes_more_children(mv_bridge):
     add_child(mv_bridge, "mac3", "bridge")
     set_link(mv_bridge, "host", "mac3", up=True)
@@ -219,7 +220,7 @@ def test_passthru_child_takes_the_parents_traffic_over(mv_passthru):
     assert taken, "the switch's answer to the host did not go to the passthru child\n" + taken.format()
 
 
-@pytest.mark.document("004", "MACVLAN: mode bridge (the parent keeps its own traffic)")
+@pytest.mark.document("004", "「MACVLAN」: 「mode bridge」 (the parent keeps its own traffic)")
 def test_bridge_mode_parent_keeps_its_own_traffic(mv_bridge):
     host = mv_bridge.probe.ping("host", GATEWAY)
     assert host, host.error

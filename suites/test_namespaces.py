@@ -54,7 +54,7 @@ def fresh_namespace():
         os.close(fd)
 
 
-@pytest.mark.document("001", "line 90: 每个ns都和主机网络一样，有自己的网卡，路由表，ARP表， iptabls等等 (路由表)")
+@pytest.mark.document("001", "line 90: 「每个ns都和主机网络一样，有自己的网卡，路由表，ARP表， iptabls等等」 (路由表)")
 def test_a_route_added_in_ns1_is_not_in_ns2(vbridge):
     vbridge.ipr("ns1").route("add", dst=f"{NS3}/32", type="blackhole")
     probe = vbridge.probe
@@ -66,7 +66,7 @@ def test_a_route_added_in_ns1_is_not_in_ns2(vbridge):
     ns2_still_reaches_ns3(vbridge)
 
 
-@pytest.mark.document("001", "line 90: 每个ns都和主机网络一样，有自己的网卡，路由表，ARP表， iptabls等等 (ARP表)")
+@pytest.mark.document("001", "line 90: 「每个ns都和主机网络一样，有自己的网卡，路由表，ARP表， iptabls等等」 (ARP表)")
 def test_an_arp_entry_written_in_ns1_is_not_in_ns2(vbridge):
     vbridge.ipr("ns1").neigh("add", dst=NS3, lladdr=NOBODYS_MAC, ifindex=vbridge.ifindex("ns1", "veth-1"),
                              state="permanent")
@@ -81,7 +81,7 @@ def test_an_arp_entry_written_in_ns1_is_not_in_ns2(vbridge):
     assert direct, "ns2's echo did not go to ns3's own MAC\n" + direct.format()
 
 
-@pytest.mark.document("001", "line 90: 每个ns都和主机网络一样，有自己的网卡，路由表，ARP表， iptabls等等 (iptables)")
+@pytest.mark.document("001", "line 90: 「每个ns都和主机网络一样，有自己的网卡，路由表，ARP表， iptabls等等」 (iptables)")
 def test_an_iptables_rule_in_ns1_does_not_filter_ns2(vbridge):
     rule = ["OUTPUT", "-d", NS3, "-p", "icmp", "-j", "DROP"]
     done = vbridge.run("ns1", ["iptables", "-A", *rule])
@@ -99,9 +99,9 @@ def test_an_iptables_rule_in_ns1_does_not_filter_ns2(vbridge):
 
 @pytest.mark.parametrize("document", [
     pytest.param("001", marks=pytest.mark.document(
-        "001", "lines 106-108: #ns1 中的网卡， 目前只有lo / 1: lo: <LOOPBACK> ... state DOWN")),
+        "001", "lines 106-108: 「#ns1 中的网卡， 目前只有lo」 / 1: lo: <LOOPBACK> ... state DOWN")),
     pytest.param("002", marks=pytest.mark.document(
-        "002", "lines 67-69: 网络命名空间中的lo接口默认是关闭的,需要启用: ip link set lo up")),
+        "002", "lines 67-69: 网络命名空间中的lo接口默认是关闭的,需要启用: 「ip link set lo up」")),
 ])
 def test_a_new_namespace_has_only_lo_and_it_is_down_until_set_up(fresh_namespace, document):
     # What the kernel makes, not the lab: the namespace is made here and nothing is set in it.
@@ -126,7 +126,7 @@ def test_a_new_namespace_has_only_lo_and_it_is_down_until_set_up(fresh_namespace
                 assert listener.recvfrom(64)[0] == b"lo is up"
 
 
-@pytest.mark.document("001", "line 131: Linux内核对网络接口的名字长度有限制，不能超过15个字符")
+@pytest.mark.document("001", "line 131: 「Linux内核对网络接口的名字长度有限制，不能超过15个字符」")
 @pytest.mark.parametrize("name,refused", [
     ("veth-1-br-15chr", False),  # 15 characters: the longest the kernel takes
     ("veth-1-br-16char", True),
@@ -146,7 +146,7 @@ def test_the_kernel_refuses_interface_names_over_15_characters(vbridge, name, re
     assert not ipr.link_lookup(ifname=name[:IFNAMSIZ - 1]), "a truncated name was made instead"
 
 
-@pytest.mark.document("001", "lines 324-325: sysctl net.ipv4.ip_forward / net.ipv4.ip_forward = 0")
+@pytest.mark.document("001", "lines 324-325: 「sysctl net.ipv4.ip_forward」 / 「net.ipv4.ip_forward = 0」")
 def test_ip_forward_reads_0_in_a_namespace_nobody_set_it_in(fresh_namespace):
     # A new namespace takes IPv4's conf/all (ip_forward with it) from the machine's initial
     # namespace (net.core.devconf_inherit_init_net=0, the default); the sandbox is one such.

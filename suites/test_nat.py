@@ -22,7 +22,7 @@ def flush_masquerade(lab):
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.document("000", "步骤 6: ping 8.8.8.8")
+@pytest.mark.document("000", "「步骤 6」: ping 8.8.8.8")
 def test_container1_pings_the_internet(routed):
     result = routed.probe.ping("container1", "8.8.8.8")
     assert result, result.error
@@ -30,9 +30,9 @@ def test_container1_pings_the_internet(routed):
 
 @pytest.mark.parametrize("client", [
     pytest.param("container1", marks=pytest.mark.document(
-        "000", "步骤 6: iptables -t nat -A POSTROUTING -s 10.0.1.0/24 -o eth0 -j MASQUERADE")),
+        "000", "「步骤 6」: 「iptables -t nat -A POSTROUTING -s 10.0.1.0/24 -o eth0 -j MASQUERADE」")),
     pytest.param("container2", marks=pytest.mark.document(
-        "000", "步骤 6: iptables -t nat -A POSTROUTING -s 10.0.2.0/24 -o eth0 -j MASQUERADE")),
+        "000", "「步骤 6」: 「iptables -t nat -A POSTROUTING -s 10.0.2.0/24 -o eth0 -j MASQUERADE」")),
 ])
 @pytest.mark.parametrize("exchange", ["udp", "tcp"])  # tcp: the document's `curl -s ifconfig.me`, a TCP exchange
 def test_masquerade_rewrites_the_source_and_reverses_it_for_the_reply(routed, client, exchange):
@@ -42,7 +42,7 @@ def test_masquerade_rewrites_the_source_and_reverses_it_for_the_reply(routed, cl
     assert result.client_saw == ("8.8.8.8", 53) and result.reply == b"netconform"
 
 
-@pytest.mark.document("000", "步骤 6")
+@pytest.mark.document("000", "「步骤 6」")
 def test_without_masquerade_the_private_source_leaves_and_no_reply_returns(routed):
     flush_masquerade(routed)
     result = routed.probe.udp("container1", "internet", "8.8.8.8", 53, timeout=QUIET_WINDOW)
@@ -50,7 +50,7 @@ def test_without_masquerade_the_private_source_leaves_and_no_reply_returns(route
     assert result.server_saw and result.server_saw[0] == "10.0.1.2", result
 
 
-@pytest.mark.document("000", "步骤 6: -o eth0")
+@pytest.mark.document("000", "「步骤 6」: 「-o eth0」")
 def test_traffic_between_containers_is_not_masqueraded(routed):
     result = routed.probe.udp("container1", "container2", "10.0.2.2", 53)
     assert result, result.error
@@ -63,7 +63,7 @@ def echo(src, dst, kind=8):
     return Ether() / IP(src=src, dst=dst) / ICMP(type=kind)
 
 
-@pytest.mark.document("001", "step4: ip netns exec ns1 ping 8.8.8.8 (before sysctl -w net.ipv4.ip_forward=1)")
+@pytest.mark.document("001", "「step4」: 「ip netns exec ns1 ping 8.8.8.8」 (before sysctl -w net.ipv4.ip_forward=1)")
 def test_001_before_forwarding_is_on_nothing_leaves_ens33(vbridge):
     """The document says that before forwarding is on the packet "can be sent out of the NIC"
     and only the reply fails, for its private source. The kernel does not do that: a host
@@ -86,7 +86,7 @@ def test_001_before_forwarding_is_on_nothing_leaves_ens33(vbridge):
     assert own and own.reply_from == "192.168.17.10", own
 
 
-@pytest.mark.document("001", "step4: 数据包的源地址是一个内网地址，因此无法回数据包")
+@pytest.mark.document("001", "「step4」: 「数据包的源地址是一个内网地址，因此无法回数据包」")
 def test_001_without_masquerade_upstream_sees_the_private_source_and_no_reply_returns(vbridge):
     flush_masquerade(vbridge)
     probe = vbridge.probe
@@ -99,7 +99,7 @@ def test_001_without_masquerade_upstream_sees_the_private_source_and_no_reply_re
     assert replies == [], replies.format()
 
 
-@pytest.mark.document("001", "step4: iptables -t nat -A POSTROUTING -s 192.168.28.0/24 -j MASQUERADE")
+@pytest.mark.document("001", "「step4」: 「iptables -t nat -A POSTROUTING -s 192.168.28.0/24 -j MASQUERADE」")
 def test_001_with_masquerade_upstream_sees_ens33s_address_and_the_reply_returns(vbridge):
     probe = vbridge.probe
     probe.listen(UPSTREAM)

@@ -27,14 +27,14 @@ def set_proxy_arp(lab, ifname, value):
         write_sysctl(f"net.ipv4.conf.{ifname}.proxy_arp", value)
 
 
-@pytest.mark.document("000", "Calico 中的 Proxy ARP: 169.254.1.1")
+@pytest.mark.document("000", "「Calico 中的 Proxy ARP」: 「169.254.1.1」")
 def test_host_veth_answers_for_the_gateway_with_its_own_mac(calico):
     reply = calico.probe.arp(POD1, "169.254.1.1")
     assert reply is not None, "nobody answered who-has 169.254.1.1"
     assert reply.mac == calico.mac("host", "cali0001")
 
 
-@pytest.mark.document("000", "什么是 Proxy ARP")
+@pytest.mark.document("000", "「什么是 Proxy ARP」")
 def test_host_veth_answers_for_another_pod_it_routes(calico):
     reply = calico.probe.arp(POD1, "10.244.1.3")
     assert reply is not None and reply.mac == calico.mac("host", "cali0001")
@@ -51,7 +51,7 @@ def ask_the_host(lab, target):
     return reply, asked, answers
 
 
-@pytest.mark.document("000", "sysctl net.ipv4.conf.cali12345.proxy_arp=1")
+@pytest.mark.document("000", "「sysctl net.ipv4.conf.cali12345.proxy_arp=1」")
 def test_no_answer_with_proxy_arp_off(calico):
     set_proxy_arp(calico, "cali0001", 0)
     reply, asked, answers = ask_the_host(calico, "169.254.1.1")
@@ -61,7 +61,7 @@ def test_no_answer_with_proxy_arp_off(calico):
     assert answers == [], answers.format()
 
 
-@pytest.mark.document("000", "什么是 Proxy ARP: 且有路由")
+@pytest.mark.document("000", "「什么是 Proxy ARP」: 「且有路由」")
 def test_no_answer_for_an_address_the_host_has_no_route_to(calico):
     calico.ipr("host").route("del", dst="0.0.0.0/0")  # 169.254.1.1 was routed by the default route
     reply, asked, answers = ask_the_host(calico, "169.254.1.1")
@@ -71,7 +71,7 @@ def test_no_answer_for_an_address_the_host_has_no_route_to(calico):
     assert calico.probe.arp(POD1, "10.244.1.3") is not None  # a routed address is still answered
 
 
-@pytest.mark.document("000", "步骤 7: container1 ping 10.244.1.3")
+@pytest.mark.document("000", "「步骤 7」: container1 ping 10.244.1.3")
 def test_pods_on_32_reach_each_other_through_host_routing(calico):
     result = calico.probe.ping("container1", "10.244.1.3")
     assert result, result.error
@@ -79,7 +79,7 @@ def test_pods_on_32_reach_each_other_through_host_routing(calico):
     assert neighbours.get("169.254.1.1") == calico.mac("host", "cali0001"), neighbours
 
 
-@pytest.mark.document("000", "步骤 7")
+@pytest.mark.document("000", "「步骤 7」")
 def test_pods_cannot_reach_each_other_without_proxy_arp(calico):
     set_proxy_arp(calico, "cali0001", 0)
     probe = calico.probe
@@ -96,7 +96,7 @@ def test_pods_cannot_reach_each_other_without_proxy_arp(calico):
         assert strays == [], strays.format()
 
 
-@pytest.mark.document("000", "Bridge vs 纯路由: | 广播域 | 共享广播域 | 隔离广播 | (纯路由, Calico)")
+@pytest.mark.document("000", "「Bridge vs 纯路由」: 「| 广播域 | 共享广播域 | 隔离广播 |」 (纯路由, Calico)")
 def test_a_broadcast_from_container1_never_reaches_container2(calico):
     probe = calico.probe
     probe.listen_all()
@@ -111,7 +111,7 @@ def test_a_broadcast_from_container1_never_reaches_container2(calico):
     assert routed, routed.error
 
 
-@pytest.mark.document("000", "Bridge vs 纯路由: | 策略控制 | ... | 每个 veth 独立策略 |")
+@pytest.mark.document("000", "「Bridge vs 纯路由」: | 策略控制 | ... | 每个 veth 独立策略 |")
 def test_a_forward_drop_on_cali0002_blocks_container2_only(calico):
     done = calico.run("host", ["iptables", "-A", "FORWARD", "-o", "cali0002", "-j", "DROP"])
     assert done.returncode == 0, done.stderr
@@ -132,7 +132,7 @@ def test_a_forward_drop_on_cali0002_blocks_container2_only(calico):
     assert left, "container2's echo was not forwarded to container1\n" + left.format()
 
 
-@pytest.mark.document("000", "步骤 7: ip route add 10.244.1.3 dev cali0002 scope link")
+@pytest.mark.document("000", "「步骤 7」: 「ip route add 10.244.1.3 dev cali0002 scope link」")
 def test_without_the_32_route_the_echo_leaves_by_the_default_route_not_cali0002(calico):
     calico.ipr("host").route("del", dst="10.244.1.3/32", scope=253)
     probe = calico.probe

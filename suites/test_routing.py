@@ -31,7 +31,7 @@ def exits_seen(probe, template, expected):
     return hit, {name: frames for name, frames in strays.items() if frames}
 
 
-@pytest.mark.document("000", "路由查找算法: 最长前缀匹配")
+@pytest.mark.document("000", "「路由查找算法」: 「最长前缀匹配」")
 @pytest.mark.parametrize("dst,expected", [("10.0.1.5", "/32"), ("10.0.1.6", "/24"), ("10.1.0.1", "/8"),
                                           ("10.0.9.1", "/8"), ("172.31.0.1", "default")])
 def test_the_longest_matching_prefix_picks_the_exit(lpm, dst, expected):
@@ -43,14 +43,14 @@ def test_the_longest_matching_prefix_picks_the_exit(lpm, dst, expected):
     assert not strays, f"the echo to {dst} also left by {sorted(strays)}"
 
 
-@pytest.mark.document("000", "路由查找算法: 不可达")
+@pytest.mark.document("000", "「路由查找算法」: 「不可达」")
 def test_no_matching_route_is_network_unreachable(lpm):
     lpm.ipr("host").route("del", dst="0.0.0.0/0", table=254)
     result = lpm.probe.ping("host", "172.31.0.1")
     assert not result and result.error == "Network is unreachable", result
 
 
-@pytest.mark.document("000", "路由类型详解: blackhole 192.168.0.0/16")
+@pytest.mark.document("000", "「路由类型详解」: 「blackhole 192.168.0.0/16」")
 def test_blackhole_refuses_local_traffic_with_einval(lpm):
     probe = lpm.probe
     probe.listen_all()
@@ -63,7 +63,7 @@ def test_blackhole_refuses_local_traffic_with_einval(lpm):
         assert strays == [], strays.format()
 
 
-@pytest.mark.document("000", "路由类型详解: # 黑洞路由 blackhole 192.168.0.0/16")
+@pytest.mark.document("000", "「路由类型详解」: 「# 黑洞路由 blackhole 192.168.0.0/16」")
 def test_blackhole_drops_forwarded_traffic_silently(lpm):
     """The document names the route kind only; what it does is the kernel's (ip-route(8):
     blackhole - "the packets are discarded silently"), measured for a packet the host forwards."""
@@ -81,7 +81,7 @@ def test_blackhole_drops_forwarded_traffic_silently(lpm):
     assert errors == [], errors.format()
 
 
-@pytest.mark.document("000", "路由类型详解: blackhole")
+@pytest.mark.document("000", "「路由类型详解」: 「blackhole」")
 def test_without_the_blackhole_the_default_route_carries_it(lpm):
     lpm.ipr("host").route("del", dst="192.168.0.0", dst_len=16, type=6)
     probe = lpm.probe
@@ -92,9 +92,9 @@ def test_without_the_blackhole_the_default_route_carries_it(lpm):
 
 @pytest.mark.parametrize("sender,source,expected", [
     pytest.param("pod", "10.0.1.5", "table 100", id="sources-in-10.0.1.0-24-use-table-100",
-                 marks=pytest.mark.document("000", "策略路由: ip rule add from 10.0.1.0/24 table 100")),
+                 marks=pytest.mark.document("000", "「策略路由」: 「ip rule add from 10.0.1.0/24 table 100」")),
     pytest.param("lan", "10.0.0.254", "default", id="other-sources-use-the-main-table",
-                 marks=pytest.mark.document("000", "策略路由")),
+                 marks=pytest.mark.document("000", "「策略路由」")),
 ])
 def test_the_policy_rule_picks_the_table_by_source(lpm, sender, source, expected):
     probe = lpm.probe
@@ -106,7 +106,7 @@ def test_the_policy_rule_picks_the_table_by_source(lpm, sender, source, expected
     assert not strays, f"{sender}'s echo also left by {sorted(strays)}"
 
 
-@pytest.mark.document("000", "步骤 4: sysctl -w net.ipv4.ip_forward=1")
+@pytest.mark.document("000", "「步骤 4」: 「sysctl -w net.ipv4.ip_forward=1」")
 def test_forwarding_decrements_the_ttl(lpm):
     probe = lpm.probe
     probe.listen_all()
@@ -115,7 +115,7 @@ def test_forwarding_decrements_the_ttl(lpm):
     assert seen and seen.packet[IP].ttl == 63, probe.evidence(EXITS["default"])
 
 
-@pytest.mark.document("000", "步骤 4: sysctl -w net.ipv4.ip_forward=1")
+@pytest.mark.document("000", "「步骤 4」: 「sysctl -w net.ipv4.ip_forward=1」")
 def test_ip_forward_0_stops_forwarding(lpm):
     with lpm.entered("host"):
         write_sysctl("net.ipv4.ip_forward", 0)
@@ -130,14 +130,14 @@ def test_ip_forward_0_stops_forwarding(lpm):
         assert strays == [], strays.format()
 
 
-@pytest.mark.document("000", "步骤 5: 测试容器间通信")
+@pytest.mark.document("000", "「步骤 5」: 「测试容器间通信」")
 @pytest.mark.parametrize("src,dst", [("container1", "10.0.2.2"), ("container2", "10.0.1.2")])
 def test_routed_containers_reach_each_other(routed, src, dst):
     result = routed.probe.ping(src, dst)
     assert result, result.error
 
 
-@pytest.mark.document("000", "步骤 5: ip route")
+@pytest.mark.document("000", "「步骤 5」: 「ip route」")
 def test_container1_routing_table_reads_as_the_document_prints_it(routed):
     eth0 = routed.ifindex("container1", "eth0")
     table = sorted(
@@ -150,7 +150,7 @@ def test_container1_routing_table_reads_as_the_document_prints_it(routed):
                             ("default", "10.0.1.1", eth0, 3, 0, None)]), table
 
 
-@pytest.mark.document("000", "步骤 4")
+@pytest.mark.document("000", "「步骤 4」")
 def test_without_a_default_route_container1_cannot_reach_container2(routed):
     routed.ipr("container1").route("del", dst="0.0.0.0/0")
     result = routed.probe.ping("container1", "10.0.2.2")

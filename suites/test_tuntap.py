@@ -40,7 +40,7 @@ def packets(raws):
 # ---------------------------------------------------------------- TAP: layer 2
 
 @pytest.mark.requires("tap")
-@pytest.mark.document("004", "TAP/TUN: TAP 读取的是链路层数据帧 (ARP 等非 IP 协议)")
+@pytest.mark.document("004", "「TAP/TUN」: TAP 读取的是链路层数据帧 (ARP 等非 IP 协议)")
 def test_a_tap_hands_the_program_the_arp_of_a_bridged_namespace(tuntap):
     fd = tunnel.open_tuntap(tuntap, "host", "tap0", "tap")
     tuntap.probe.ping("ns1", FAR_IP, timeout=QUIET_WINDOW)  # nobody answers yet: the program is the far side
@@ -52,7 +52,7 @@ def test_a_tap_hands_the_program_the_arp_of_a_bridged_namespace(tuntap):
 
 
 @pytest.mark.requires("tap")
-@pytest.mark.document("004", "TAP/TUN: TAP 可以与物理网卡做 bridge")
+@pytest.mark.document("004", "「TAP/TUN」: 「TAP虚拟设备和真实的物理网卡的能力更接近，可以与物理网卡做 bridge」")
 def test_a_tap_that_is_no_bridge_port_gets_nothing_from_the_namespace(tuntap):
     fd = tunnel.open_tuntap(tuntap, "host", "tap0", "tap")
     set_link(tuntap, "host", "tap0", nomaster=True)
@@ -63,7 +63,7 @@ def test_a_tap_that_is_no_bridge_port_gets_nothing_from_the_namespace(tuntap):
 
 
 @pytest.mark.requires("tap")
-@pytest.mark.document("004", "使用TAP隧道桥接两个远程站点: 程序写入的帧投递到网络栈")
+@pytest.mark.document("004", "「使用TAP隧道桥接两个远程站点」: 程序写入的帧投递到网络栈")
 def test_a_frame_the_program_writes_comes_out_on_the_bridge(tuntap):
     fd = tunnel.open_tuntap(tuntap, "host", "tap0", "tap")
     probe = tuntap.probe
@@ -75,7 +75,7 @@ def test_a_frame_the_program_writes_comes_out_on_the_bridge(tuntap):
 
 
 @pytest.mark.requires("tap")
-@pytest.mark.document("004", "使用TAP隧道桥接两个远程站点")
+@pytest.mark.document("004", "「使用TAP隧道桥接两个远程站点」")
 def test_a_frame_written_to_a_tap_outside_the_bridge_reaches_nobody(tuntap):
     fd = tunnel.open_tuntap(tuntap, "host", "tap0", "tap")
     set_link(tuntap, "host", "tap0", nomaster=True)
@@ -88,7 +88,7 @@ def test_a_frame_written_to_a_tap_outside_the_bridge_reaches_nobody(tuntap):
 
 
 @pytest.mark.requires("tap")
-@pytest.mark.document("004", "TAP/TUN: TAP 等同于一个二层设备 (像接在交换机上的原始帧)")
+@pytest.mark.document("004", "「TAP/TUN」: 「TAP等同于一个二层设备」 (像接在交换机上的原始帧)")
 def test_the_program_answers_arp_and_then_gets_the_queued_echo_as_a_frame(tuntap):
     fd = tunnel.open_tuntap(tuntap, "host", "tap0", "tap")
     ns1_mac = tuntap.mac("ns1", "eth0")
@@ -104,7 +104,7 @@ def test_the_program_answers_arp_and_then_gets_the_queued_echo_as_a_frame(tuntap
 
 
 @pytest.mark.requires("tap")
-@pytest.mark.document("004", "TAP/TUN: TAP 可处理 ARP (对照: TUN 不做 ARP)")
+@pytest.mark.document("004", "「TAP/TUN」: TAP 可处理 ARP (对照: TUN 不做 ARP)")
 def test_a_route_into_a_tap_resolves_arp_before_any_ip_leaves(tuntap):
     fd = tunnel.open_tuntap(tuntap, "host", "tap0", "tap")
     set_link(tuntap, "host", "tap0", nomaster=True)
@@ -122,7 +122,7 @@ def test_a_route_into_a_tap_resolves_arp_before_any_ip_leaves(tuntap):
 # ---------------------------------------------------------------- TUN: layer 3
 
 @pytest.mark.requires("tun")
-@pytest.mark.document("004", "TAP/TUN: TUN 读取的是 IP 数据包, 不能发送 ARP")
+@pytest.mark.document("004", "「TAP/TUN」: TUN 读取的是 IP 数据包, 不能发送 ARP")
 def test_a_tun_hands_the_program_bare_ip_packets_and_no_arp(tuntap):
     fd = tunnel.open_tuntap(tuntap, "host", "tun0", "tun")
     tuntap.probe.ping("host", REMOTE_IP, timeout=QUIET_WINDOW)
@@ -136,7 +136,7 @@ def test_a_tun_hands_the_program_bare_ip_packets_and_no_arp(tuntap):
 
 
 @pytest.mark.requires("tun")
-@pytest.mark.document("004", "使用Tun/Tap创建点对点隧道: 路由决定哪些包进入 TUN")
+@pytest.mark.document("004", "「使用Tun/Tap创建点对点隧道」: 路由决定哪些包进入 TUN")
 def test_a_tun_without_its_route_gets_nothing(tuntap):
     fd = tunnel.open_tuntap(tuntap, "host", "tun0", "tun")
     tuntap.ipr("host").route("del", dst="10.9.0.0/24", scope=253)  # as added: scope link
@@ -154,7 +154,7 @@ def is_reply(raw):
 
 
 @pytest.mark.requires("tun")
-@pytest.mark.document("004", "使用Tun/Tap创建点对点隧道: 写入字符设备的 IP 包出现在 Tun 设备上")
+@pytest.mark.document("004", "「使用Tun/Tap创建点对点隧道」: 写入字符设备的 IP 包出现在 Tun 设备上")
 def test_an_ip_packet_the_program_writes_enters_the_stack(tuntap):
     fd = tunnel.open_tuntap(tuntap, "host", "tun0", "tun")
     os.write(fd, bytes(echo_from_the_far_side()))
@@ -165,7 +165,7 @@ def test_an_ip_packet_the_program_writes_enters_the_stack(tuntap):
 
 
 @pytest.mark.requires("tun")
-@pytest.mark.document("004", "TAP/TUN: TUN 写入的也只能是 IP 数据包")
+@pytest.mark.document("004", "「TAP/TUN」: TUN 写入的也只能是 IP 数据包")
 def test_a_tun_refuses_an_ethernet_frame(tuntap):
     fd = tunnel.open_tuntap(tuntap, "host", "tun0", "tun")
     frame = Ether(dst="ff:ff:ff:ff:ff:ff", src=FAR_MAC) / echo_from_the_far_side()

@@ -40,7 +40,7 @@ def rx_packets(lab, node, name):
     return lab.link(node, name).get_attr("IFLA_STATS64")["rx_packets"]
 
 
-@pytest.mark.document("000", "创建和配置 veth")
+@pytest.mark.document("000", "「创建和配置 veth」")
 def test_veth_is_created_with_its_peer(veth_basics):
     """The lab asked for a veth, so the link kinds alone would read back what it wrote;
     the claim is the pairing: a frame sent into veth0 comes out of veth1 and nowhere else."""
@@ -53,7 +53,7 @@ def test_veth_is_created_with_its_peer(veth_basics):
     assert kind_of(veth_basics, "host", "veth0") == kind_of(veth_basics, "my-namespace", "veth1") == "veth"
 
 
-@pytest.mark.document("000", "创建和配置 veth: ip link set veth1 netns my-namespace")
+@pytest.mark.document("000", "「创建和配置 veth」: 「ip link set veth1 netns my-namespace」")
 def test_one_end_lives_in_another_namespace(veth_basics):
     """Where each end lives, as the kernel places it, shown by the namespaces' own stacks:
     my-namespace answers ARP for 10.0.0.2 on veth1, and the host's veth0 is not in it."""
@@ -67,7 +67,7 @@ def test_one_end_lives_in_another_namespace(veth_basics):
         f"my-namespace's answer for 10.0.0.2 across the pair: {reply}\n" + probe.evidence(VETH0, VETH1))
 
 
-@pytest.mark.document("003", "示例1: ip -d link show / ethtool -S veth0")
+@pytest.mark.document("003", "「示例1」: 「ip -d link show」 / 「ethtool -S veth0」")
 def test_each_end_names_its_peer_ifindex(example1):
     veth0 = example1.link("ns1", "veth0")
     veth1_index = example1.ifindex("ns2", "veth1")
@@ -79,7 +79,7 @@ def test_each_end_names_its_peer_ifindex(example1):
     assert f"peer_ifindex: {veth1_index}" in stats.stdout, stats.stdout
 
 
-@pytest.mark.document("000", "veth pair 原理")
+@pytest.mark.document("000", "「veth pair 原理」")
 def test_a_link_that_is_not_a_veth_names_no_peer(bridge_abc):
     # ifindexes are per namespace (veth0 and veth1 may both be 2), so "no peer" is the
     # absence of IFLA_LINK, not a different number.
@@ -97,7 +97,7 @@ def test_a_link_that_is_not_a_veth_names_no_peer(bridge_abc):
                                                                               stats.stderr)
 
 
-@pytest.mark.document("000", "veth 的特点: 二层设备, 无需 IP")
+@pytest.mark.document("000", "「veth 的特点」: 二层设备, 无需 IP")
 def test_frames_cross_the_pair_without_any_ip(veth_no_ip):
     assert veth_no_ip.addresses("host", "veth0") == [] and veth_no_ip.addresses("my-namespace", "veth1") == []
     probe = veth_no_ip.probe
@@ -106,7 +106,7 @@ def test_frames_cross_the_pair_without_any_ip(veth_no_ip):
     assert probe.expect(VETH1, frame), probe.evidence(VETH1, match=frame)
 
 
-@pytest.mark.document("000", "veth 的特点")
+@pytest.mark.document("000", "「veth 的特点」")
 def test_no_frame_crosses_when_the_peer_is_down(veth_no_ip):
     probe = veth_no_ip.probe
     probe.listen_all()
@@ -120,7 +120,7 @@ def test_no_frame_crosses_when_the_peer_is_down(veth_no_ip):
 
 @pytest.mark.parametrize("lab", [
     pytest.param("veth_pair", id="002-veth-pair", marks=pytest.mark.document("002", "veth pair 连接两个 namespace")),
-    pytest.param("example1", id="003-example1", marks=pytest.mark.document("003", "示例1: ping")),
+    pytest.param("example1", id="003-example1", marks=pytest.mark.document("003", "「示例1」: 「ping」")),
 ])
 def test_ns1_and_ns2_ping_each_other_over_the_pair(request, lab):
     live = request.getfixturevalue(lab)  # both documents put ns1 at 192.168.1.1 and ns2 at .2
@@ -144,7 +144,7 @@ def test_an_address_behind_no_link_gets_no_answer(veth_pair):
     assert answers == [], answers.format()
 
 
-@pytest.mark.document("003", "示例1: ip link delete veth0")
+@pytest.mark.document("003", "「示例1」: 「ip link delete veth0」")
 def test_deleting_one_end_removes_the_pair(example1):
     delete_link(example1, "ns1", "veth0")
     assert "veth1" not in links_in(example1, "ns2")
@@ -152,7 +152,7 @@ def test_deleting_one_end_removes_the_pair(example1):
     assert not result and result.error == "Network is unreachable", result
 
 
-@pytest.mark.document("000", "veth 的特点")
+@pytest.mark.document("000", "「veth 的特点」")
 def test_downing_one_end_keeps_the_peer_but_takes_its_carrier(example1):
     set_link(example1, "ns1", "veth0", up=False)
     peer = example1.link("ns2", "veth1")
@@ -160,7 +160,7 @@ def test_downing_one_end_keeps_the_peer_but_takes_its_carrier(example1):
     assert "veth1" in links_in(example1, "ns2")
 
 
-@pytest.mark.document("000", "实验清理: ip netns del container1")
+@pytest.mark.document("000", "实验清理: 「ip netns del container1」")
 def test_deleting_a_namespace_removes_its_veths_and_their_peers(bridge_abc):
     with NetlinkWatch(bridge_abc.fd("host"), RTMGRP_LINK) as watch:
         bridge_abc.delete_node("container-a")
@@ -170,7 +170,7 @@ def test_deleting_a_namespace_removes_its_veths_and_their_peers(bridge_abc):
     assert {"veth2", "veth3"} <= links_in(bridge_abc, "host")
 
 
-@pytest.mark.document("000", "创建和配置 veth: ip link add veth0 type veth peer name veth1 / ip link set veth1 netns my-namespace")
+@pytest.mark.document("000", "「创建和配置 veth」: 「ip link add veth0 type veth peer name veth1」 / 「ip link set veth1 netns my-namespace」")
 def test_an_end_moved_into_a_namespace_leaves_the_host_and_carries_frames(veth_basics):
     # The lab makes veth1 in its namespace directly; here the pair is made again the document's
     # way, both ends on the host first, then veth1 moved.
@@ -190,7 +190,7 @@ def test_an_end_moved_into_a_namespace_leaves_the_host_and_carries_frames(veth_b
     assert after and after.reply_from == "10.0.0.1", after
 
 
-@pytest.mark.document("000", "veth 操作: ip link set <name> name <new-name>")
+@pytest.mark.document("000", "「veth 操作」: 「ip link set <name> name <new-name>」")
 def test_a_renamed_veth_keeps_its_peer_and_carries_frames(example1):
     """The document gives the command only. Whether the link must be down is the kernel's:
     before 6.2 a link that is up is refused (EBUSY); since 6.2 it is renamed live (commit
@@ -235,7 +235,7 @@ def who_has(address):
 
 
 @pytest.mark.requires("xdp")
-@pytest.mark.document("000", "veth 的特点: 支持 XDP | 可挂载 XDP 程序")
+@pytest.mark.document("000", "「veth 的特点」: 「支持 XDP | 可挂载 XDP 程序」")
 def test_an_xdp_drop_program_on_veth1_stops_frames_before_any_socket_sees_them(veth_basics):
     """The host's ARP request for 10.0.0.2 leaves veth0; the program on veth1 drops it in the
     driver: no packet socket on veth1 sees it, veth1's own counter says XDP dropped it, and the
@@ -255,7 +255,7 @@ def test_an_xdp_drop_program_on_veth1_stops_frames_before_any_socket_sees_them(v
 
 
 @pytest.mark.requires("xdp")
-@pytest.mark.document("000", "veth 的特点: 支持 XDP | 可挂载 XDP 程序")
+@pytest.mark.document("000", "「veth 的特点」: 「支持 XDP | 可挂载 XDP 程序」")
 def test_detaching_the_xdp_program_restores_delivery(veth_basics):
     """The twin: the same frame into the same pair, dropped while the program is on veth1,
     delivered (and no longer counted as an XDP drop) once it is off."""

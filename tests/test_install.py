@@ -81,6 +81,9 @@ def test_the_command_line_works_from_the_wheel(installed, command):
     argv = [str(venv / "bin" / command[0]), *command[1:]]
     labs = run([*argv, "lab", "list"], cwd=elsewhere).stdout
     assert "001-vbridge\tdocument 001" in labs and "004-flannel-vxlan" in labs, labs
+    claims = run([*argv, "lab", "claims"], cwd=elsewhere).stdout  # the installed suites' document markers
+    assert "\t000-lpm\ttest_routing.py::test_the_longest_matching_prefix_picks_the_exit" in claims \
+        and "netconform_suites" not in claims, claims[-2000:]
     script = run([*argv, "script", "001-vbridge"], cwd=elsewhere).stdout
     assert "ip netns add ns1" in script and "vbridge" in script, script
     boxes = run([*argv, "vm", "list"], cwd=elsewhere).stdout

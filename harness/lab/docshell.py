@@ -65,7 +65,8 @@ def run(script: str, what: str, errexit: bool = True) -> None:
 
 
 def state(fd: int, macs: Iterable[str] = ()) -> dict:
-    """What the namespace ``fd`` holds (IPv4): links (but lo), addresses, routes (but the local
+    """What the namespace ``fd`` holds (IPv4): links (but lo, which the builder brings up in every
+    node and documents 001 and 002 leave DOWN: a stated deviation), addresses, routes (but the local
     table), rules (but the defaults), permanent neighbours, static FDB entries, iptables-save
     and nft rulesets. ``macs`` names the links whose MAC counts (those a lab fixes; others
     are random)."""

@@ -48,6 +48,7 @@ def test_every_catalogue_expectations_file_loads_and_names_a_catalogue_build():
     (json.dumps({"deviations": [dict(ENTRY, level="OUGHT")]}), "level is one of MUST, MUST NOT, SHOULD"),
     (json.dumps({"deviations": [dict(ENTRY, clause="")]}), "clause must be non-empty text"),
     (json.dumps({"deviations": [dict(ENTRY, families=[5])]}), "families is a list of IP versions, 4 and/or 6"),
+    (json.dumps({"deviations": [dict(ENTRY, config=["ipMasq"])]}), "config is a mapping of the plugin's configuration"),
 ])
 def test_a_malformed_file_is_one_line_naming_the_file_and_the_entry(tmp_path, text, says):
     path = write(tmp_path, text)
@@ -63,6 +64,15 @@ def test_a_deviation_for_some_ip_versions_applies_only_to_configurations_of_thos
     anyway = expectations.load(write(tmp_path, json.dumps({"deviations": [ENTRY]})))[0]
     assert anyway.applies("error-cni-version", "gc-demo", "1.1.0", [4]) and anyway.applies(
         "error-cni-version", "gc-demo", "1.1.0", [4, 6])
+
+
+def test_a_deviation_of_some_configurations_applies_only_where_the_plugin_is_so_configured(tmp_path):
+    """bridge leaves its ipMasq chain after a DEL without the netns: a bridge without ipMasq cannot, so it
+    neither expects the deviation nor reports it fixed."""
+    masq = expectations.load(write(tmp_path, json.dumps({"deviations": [dict(ENTRY, config={"ipMasq": True})]})))[0]
+    assert masq.applies("error-cni-version", "gc-demo", "1.1.0", [4], {"type": "gc-demo", "ipMasq": True})
+    assert not masq.applies("error-cni-version", "gc-demo", "1.1.0", [4], {"type": "gc-demo"})  # its twin
+    assert masq.applies("error-cni-version", "gc-demo", "1.1.0", [4])  # no configuration given: as before
 
 
 def test_a_missing_file_is_one_line(tmp_path):

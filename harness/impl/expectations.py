@@ -13,6 +13,9 @@ A file is a mapping with ``deviations``, a list of entries; each names
 - ``upstream``: the upstream issue, where there is one (``containernetworking/plugins#819``).
 - ``families``: ``[4, 6]`` when the deviation shows only for configurations with ranges of exactly those IP
   versions (a dual-stack pod); without it, for any.
+- ``config``: a mapping of keys the plugin's own configuration must hold with those values for the
+  deviation to show (``{ipMasq: true}``: the ipMasq chain it leaves); without it, any configuration. So a
+  configuration that cannot show it neither expects it nor reports it "fixed".
 
 A malformed file is one line naming the file and the entry.
 """
@@ -29,7 +32,7 @@ from harness.errors import NetconformError
 
 EXPECTATIONS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "expectations")
 REQUIRED = ("case", "plugin", "versions", "signature", "does", "clause", "level", "spec")
-OPTIONAL = ("upstream", "families")  # families: only for configurations with ranges of exactly these IP versions
+OPTIONAL = ("upstream", "families", "config")  # families: only for configurations with ranges of exactly these IP versions
 LEVELS = ("MUST", "MUST NOT", "SHOULD", "SHOULD NOT", "MAY")
 
 
@@ -51,11 +54,15 @@ class Deviation:
     source: str  # the file that lists it
     upstream: str = ""
     families: tuple[int, ...] = ()  # () : whatever IP versions the configuration has
+    config: tuple[tuple[str, object], ...] = ()  # () : whatever the plugin's configuration holds
 
-    def applies(self, case: str, plugin: str, version: str, families: list[int] | None = None) -> bool:
+    def applies(self, case: str, plugin: str, version: str, families: list[int] | None = None,
+                plugin_config: dict | None = None) -> bool:
         """Whether this deviation is the one to expect of ``plugin`` in ``case`` at ``version``, for a
-        configuration with ranges of ``families`` (4, 6)."""
+        configuration with ranges of ``families`` (4, 6) whose entry for ``plugin`` is ``plugin_config``."""
         if self.families and families is not None and tuple(sorted(families)) != self.families:
+            return False
+        if self.config and plugin_config is not None and any(plugin_config.get(k) != v for k, v in self.config):
             return False
         return self.case == case and self.plugin in ("*", plugin) and version in self.versions
 
@@ -98,11 +105,16 @@ def load(path: str) -> list[Deviation]:
         families = entry.get("families", [])
         if not isinstance(families, list) or not all(f in (4, 6) for f in families):
             raise ExpectationsError(f"{name} ({entry['case']}): families is a list of IP versions, 4 and/or 6")
-        texts = {key: entry[key] for key in (*REQUIRED, *OPTIONAL) if key in entry and key not in ("versions", "families")}
+        config = entry.get("config", {})
+        if not isinstance(config, dict) or not all(isinstance(k, str) for k in config):
+            raise ExpectationsError(f"{name} ({entry['case']}): config is a mapping of the plugin's configuration keys")
+        texts = {key: entry[key] for key in (*REQUIRED, *OPTIONAL)
+                 if key in entry and key not in ("versions", "families", "config")}
         empty = [key for key, value in texts.items() if not isinstance(value, str) or not value.strip()]
         if empty:
             raise ExpectationsError(f"{name} ({entry['case']}): {', '.join(empty)} must be non-empty text")
-        deviations.append(Deviation(versions=tuple(versions), source=path, families=tuple(sorted(families)), **texts))
+        deviations.append(Deviation(versions=tuple(versions), source=path, families=tuple(sorted(families)),
+                                    config=tuple(sorted(config.items())), **texts))
     return deviations
 
 

@@ -77,6 +77,13 @@ def reserved(net, address: str) -> bool:
                for f in snapshot(net.live, net.state_dir).facts)
 
 
+def forget_neighbour(live, node: str, address: str) -> None:
+    """Delete ``node``'s neighbour entries for ``address`` (as `ip neigh del`), if it has any."""
+    ipr = live.ipr(node)
+    for entry in ipr.get_neighbours(dst=address):
+        ipr.neigh("del", dst=address, ifindex=entry["ifindex"])
+
+
 def holder(network) -> str:
     """The node that holds the pod's gateway: the host, or the uplink's router (the lab's internet)."""
     return "internet" if expect.gateway_owner(network) == "uplink" else "host"
@@ -172,6 +179,10 @@ def test_a_second_attachment_has_its_own_interface_and_del_of_it_leaves_the_firs
         assert reserved(net, kept) and not reserved(net, gone), \
             f"SPEC-139: after DEL of eth1, {kept} (eth0) reserved: {reserved(net, kept)}, {gone} (eth1) " \
             f"reserved: {reserved(net, gone)}"
+    # ARP flux: with two interfaces on one subnet, either may have answered the host for either address
+    # (arp_ignore 0, the kernel's default), so the host may still hold eth1's MAC for eth0's address. That
+    # entry is the kernel's, not the plugin's: the host forgets it, and must then find eth0 again.
+    forget_neighbour(net.live, near, kept)
     ping = net.live.probe.ping(near, kept)
     assert ping, f"SPEC-139: after DEL of eth1, {near} -> pod1's eth0 {kept}: {ping.error}"
     ping = net.live.probe.ping(far, gone, timeout=QUIET_WINDOW)
@@ -197,7 +208,9 @@ def test_del_after_the_netns_is_gone_succeeds_and_releases_what_add_made(request
             pytest.fail(f"the lab: the host still has {peers}, the veth peers of pod1's deleted namespace "
                         "(not the plugin's doing)", pytrace=False)
     outlived = leftovers(net.live, before)
-    assert outlived, "nothing of pod1's attachment outlived its namespace: no DEL could be judged"
+    if not outlived:  # e.g. an IPAM keeping its state in a dataDir of its own, and no masquerade
+        pytest.skip("nothing of pod1's attachment outlived its namespace where the harness looks (links, "
+                    "addresses, routes, iptables, the plugins' /var/lib/cni): the DEL after it cannot be judged")
     # Whose: the interface plugin's (SPEC-035: it "should delegate the DEL action to the IPAM plugin and
     # clean up its own resources"); known deviations are listed per implementation (the expectations files),
     # each leftover its own line, so that one not listed is a new failure.

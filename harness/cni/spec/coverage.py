@@ -9,7 +9,6 @@ statements.yaml does not hold.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import os
 from collections import Counter
 
@@ -18,17 +17,6 @@ from harness.cni import spec
 from harness.errors import NetconformError
 
 KINDS = ("covered", "untestable", "pending", "uncovered")
-
-
-def suites_folder() -> str:
-    """The suites: the installed ``netconform_suites`` package, else the checkout's suites/."""
-    try:
-        found = importlib.util.find_spec("netconform_suites")
-    except (ImportError, ValueError):
-        found = None
-    if found is not None and found.submodule_search_locations:
-        return list(found.submodule_search_locations)[0]
-    return os.path.join(paths.require_checkout("spec coverage"), "suites")
 
 
 def _is_spec_marker(node) -> bool:
@@ -66,7 +54,7 @@ def markers(folder: str) -> dict[str, list[str]]:
 def rows(folder: str | None = None) -> list[tuple[spec.Statement, str, str]]:
     """(statement, kind, what) for every statement: covered and the tests, untestable and why, pending and
     the issue-13 item, or uncovered."""
-    checked = markers(folder or suites_folder())
+    checked = markers(folder or paths.suites_folder("spec coverage"))
     known = spec.statements()
     unknown = sorted(set(checked) - set(known))
     if unknown:

@@ -5,7 +5,7 @@ import glob
 import os
 
 from harness.cni.backend import backend_for
-from harness.cni.reality import _netlink_facts, snapshot
+from harness.cni.reality import _netlink_facts, leftovers, snapshot
 from harness.kernel import state
 from harness.kernel.constants import RT_TABLE_LOCAL
 from harness.lab.build import build
@@ -41,5 +41,27 @@ def test_the_raw_reading_is_the_pyroute2_reading_on_a_dual_stack_attachment(tmp_
         assert {"pod1: link eth0 (veth)", "host: link cni0 (bridge)",
                 "host: route 10.123.0.0/24 via 192.168.1.1 dev eth0 table 100"} <= facts, sorted(facts)
         assert any(f.startswith("pod1: address 2001:db8:") for f in facts), sorted(facts)
+    finally:
+        live.teardown()
+
+
+def test_the_del_snapshot_sees_ip6tables_and_plugin_made_nftables_but_not_a_table_s_built_in_chains():
+    """A DEL that leaves an IPv6 masquerade or an nftables table of its own left something; an
+    ip6tables table that a listing instantiated (its built-in chains, policy ACCEPT) is not a leftover."""
+    live = build(load_lab("cni-host"))
+    try:
+        before = snapshot(live)
+        live.run("host", ["ip6tables", "-t", "nat", "-S"], check=True)  # instantiates the nat table, nothing more
+        assert not leftovers(live, before), leftovers(live, before)  # the twin: a table's scaffolding is nothing
+        live.run("host", ["ip6tables", "-t", "nat", "-N", "CNI-dev-test"], check=True)
+        live.run("host", ["ip6tables", "-t", "nat", "-A", "POSTROUTING", "-s", "2001:db8:88::2", "-j", "MASQUERADE"],
+                 check=True)
+        live.run("host", ["nft", "add table inet cni_plugins_masquerade"], check=True)
+        live.run("host", ["ip6tables", "-P", "FORWARD", "DROP"], check=True)
+        left = set(leftovers(live, before))
+        assert {"host: ip6tables -t nat chain CNI-dev-test",
+                "host: ip6tables -t nat -A POSTROUTING -s 2001:db8:88::2/128 -j MASQUERADE",
+                "host: nft inet cni_plugins_masquerade",
+                "host: ip6tables -t filter chain FORWARD policy DROP"} <= left, sorted(left)
     finally:
         live.teardown()

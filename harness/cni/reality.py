@@ -6,7 +6,7 @@ interface in another sandbox than CNI_NETNS, a MAC or MTU the link does not have
 address that is not on its interface, a route the pod does not have.
 
 ``snapshot(live, state_dir)`` records what a DEL must take away (links, addresses and
-routes of every node of the lab, read with ``harness.kernel.state``, the host's iptables, the files of the runtime's state
+routes of every node of the lab, read with ``harness.kernel.state``, the host's iptables, ip6tables and nftables, the files of the runtime's state
 directory); ``leftovers(live, before, after)`` lists what ``after`` has that ``before``
 had not. Take ``before`` once the network's shared infrastructure exists (after a first
 attachment: the bridge, the shared iptables chains, host-local's last_reserved_ip), so
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 from dataclasses import dataclass
 
@@ -111,16 +112,51 @@ class Snapshot:
     state_dir: str | None = None
 
 
-def _iptables(live, node: str) -> list[str]:
-    facts, table = [], "?"
-    for line in state.snapshot(live.fd(node), ("iptables",))["iptables"] or ():
-        if line.startswith("*"):
-            table = line[1:]
-        elif line.startswith(":"):
-            facts.append(f"{node}: iptables -t {table} chain {line[1:].split()[0]}")
-        elif line.startswith("-A"):
-            facts.append(f"{node}: iptables -t {table} {line}")
+def _firewall(live, node: str) -> list[str]:
+    """``node``'s iptables and ip6tables rules and chains, and the nftables tables plugins make (bridge's
+    and ptp's ipMasqBackend nftables, portmap's backend), each a fact: an IPv6 masquerade or DNAT left
+    by DEL is as much a leftover as an IPv4 one."""
+    found, facts = state.snapshot(live.fd(node), ("iptables", "ip6tables", "nft")), []
+    for tool in ("iptables", "ip6tables"):
+        table = "?"
+        for line in found[tool] or ():
+            if line.startswith("*"):
+                table = line[1:]
+            elif line.startswith(":"):
+                chain, policy = line[1:].split()[:2]
+                if policy == "-":  # a chain of someone's
+                    facts.append(f"{node}: {tool} -t {table} chain {chain}")
+                elif policy != "ACCEPT":  # a built-in chain comes with its table: only a policy changed says much
+                    facts.append(f"{node}: {tool} -t {table} chain {chain} policy {policy}")
+            elif line.startswith("-A"):
+                facts.append(f"{node}: {tool} -t {table} {line}")
+    return facts + [f"{node}: {fact}" for fact in sorted(nft_facts(found["nft"] or ()))]
+
+
+IPTABLES_NFT_TABLES = re.compile(r"(ip|ip6) (filter|nat|mangle|raw|security)")  # iptables-nft's: read as iptables
+
+
+def nft_facts(lines) -> set[str]:
+    """``nft list ruleset`` as facts ``nft FAMILY TABLE CHAIN LINE`` (a table, a chain and each rule or
+    declaration in it), for the tables a plugin's nftables backend makes (bridge and ptp's
+    ipMasqBackend, portmap's backend); the tables iptables-nft keeps are read with iptables-save."""
+    facts, table, chain = set(), None, None
+    for line in lines:
+        words = line.strip()
+        if words.startswith("table "):
+            table, chain = words[len("table "):].rstrip(" {"), None
+            if not IPTABLES_NFT_TABLES.fullmatch(table):
+                facts.add(f"nft {table}")
+        elif words.startswith("chain "):
+            chain = words[len("chain "):].rstrip(" {")
+            if table and not IPTABLES_NFT_TABLES.fullmatch(table):
+                facts.add(f"nft {table} {chain}")
+        elif words == "}":
+            chain = None
+        elif table and not IPTABLES_NFT_TABLES.fullmatch(table):
+            facts.add(f"nft {table} {chain or '-'} {words}")
     return facts
+
 
 
 def _netlink_facts(live, node: str) -> list[str]:
@@ -141,11 +177,12 @@ def _netlink_facts(live, node: str) -> list[str]:
 
 
 def snapshot(live, state_dir: str | None = None, host: str = "host") -> Snapshot:
-    """Links, addresses and routes (IPv4 and IPv6) of every node, the host's iptables, the state dir's files."""
+    """Links, addresses and routes (IPv4 and IPv6) of every node, the host's iptables, ip6tables and
+    plugin-made nftables, the state dir's files."""
     facts: list[str] = []
     for node in live.nodes:
         facts += _netlink_facts(live, node)
-    facts += _iptables(live, host)
+    facts += _firewall(live, host)
     if state_dir and os.path.isdir(state_dir):
         for directory, _, files in os.walk(state_dir):
             for name in files:

@@ -23,6 +23,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
 from harness.cni import derived, expect
+from harness.cni.reality import nft_facts
 from harness.kernel import state
 from harness.kernel.constants import AF_INET, AF_INET6, RTPROT_KERNEL
 from harness.probe import DEADLINE, QUIET_WINDOW, Port
@@ -403,32 +404,6 @@ def snapshot(live, node, state_dir=None) -> set[str]:
     for root, _, files in os.walk(state_dir or "/nonexistent"):
         seen |= {f"file {os.path.relpath(os.path.join(root, f), state_dir)}" for f in files}
     return seen
-
-
-IPTABLES_NFT_TABLES = re.compile(r"(ip|ip6) (filter|nat|mangle|raw|security)")  # iptables-nft's: read as iptables
-
-
-def nft_facts(lines) -> set[str]:
-    """``nft list ruleset`` as facts ``nft FAMILY TABLE CHAIN LINE`` (a table, a chain and each rule or
-    declaration in it), for the tables a plugin's nftables backend makes (bridge and ptp's
-    ipMasqBackend, portmap's backend); the tables iptables-nft keeps are read with iptables-save."""
-    facts, table, chain = set(), None, None
-    for line in lines:
-        words = line.strip()
-        if words.startswith("table "):
-            table, chain = words[len("table "):].rstrip(" {"), None
-            if not IPTABLES_NFT_TABLES.fullmatch(table):
-                facts.add(f"nft {table}")
-        elif words.startswith("chain "):
-            chain = words[len("chain "):].rstrip(" {")
-            if table and not IPTABLES_NFT_TABLES.fullmatch(table):
-                facts.add(f"nft {table} {chain}")
-        elif words == "}":
-            chain = None
-        elif table and not IPTABLES_NFT_TABLES.fullmatch(table):
-            facts.add(f"nft {table} {chain or '-'} {words}")
-    return facts
-
 
 
 def mapping_args(network) -> dict:

@@ -356,20 +356,33 @@ def test_prev_result_is_passed_along_the_chain(chain, version, add_pod):
 
 @VERSIONS
 @pytest.mark.newest_version_only
-@pytest.mark.spec("SPEC-080", "SPEC-081")
-def test_parallel_adds_get_distinct_addresses(chain, version, add_pod):
+@pytest.mark.spec("SPEC-080", "SPEC-081", "SPEC-031", "SPEC-147")
+def test_parallel_adds_and_dels_get_distinct_addresses_and_leave_nothing(chain, version, add_pod):
+    """Plugins must handle being executed concurrently across different containers, locking what they
+    share (SPEC-080, SPEC-081): three ADDs run at once while pod0's DEL runs beside them (a pod leaving as
+    others arrive), then the three DELs at once. Each must succeed (an error fails the test with its run,
+    never suppressed), the addresses must be distinct and true, and once all are deleted nothing of any
+    pod is left (SPEC-031, SPEC-147)."""
     # The network is up first: bridge 1.1.1's first ADDs race (each reports cni0's MAC as it read it, before
     # the first to finish pins it), so concurrent first ADDs can report a MAC cni0 no longer has.
     attach(chain, add_pod("pod0"))
-    pods = [add_pod(f"pod{i}") for i in range(1, 5)]
+    before = snapshot(chain.live, chain.state_dir)
+    pods = [add_pod(f"pod{i}") for i in range(1, 4)]
     home = os.stat("/proc/thread-self/ns/net").st_ino
-    with ThreadPoolExecutor(len(pods)) as pool:  # Runtime.exec enters the host node on the calling thread
-        attachments = list(pool.map(lambda pod: attach(chain, pod), pods))
+    with ThreadPoolExecutor(len(pods) + 1) as pool:  # Runtime.exec enters the host node on the calling thread
+        adds = [pool.submit(attach, chain, pod) for pod in pods]
+        leaving = pool.submit(chain.detach, "pod0")
+        attachments = [add.result() for add in adds]
+        leaving.result()
     assert os.stat("/proc/thread-self/ns/net").st_ino == home, "a worker thread's setns leaked into this thread"
     addresses = [address for a in attachments for address in a.addresses()]
     assert len(addresses) >= len(pods) and len(set(addresses)) == len(addresses), addresses
     for attachment in attachments:
         assert not mismatches(chain.live, attachment), (attachment.pod, mismatches(chain.live, attachment))
+    with ThreadPoolExecutor(len(pods)) as pool:
+        list(pool.map(chain.detach, pods))
+    left = leftovers(chain.live, before)
+    assert not left, "\n".join(["SPEC-031, SPEC-147: after the concurrent DELs, left behind:", *left])
 
 
 # ---------------------------------------------------------------- 1.1.0: GC and STATUS

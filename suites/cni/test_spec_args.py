@@ -3,10 +3,11 @@
 address with CNI_ARGS' ``IP`` field and with ``args.cni.ips``; data in ``args`` a plugin does not understand
 is ignored; and when both carry the address, "the plugin must ignore the CNI_ARGS Field" (CONV-018).
 
-These are host-local's conventions: the checks run once per build, in the first configuration of the run that
-delegates to host-local (pytest_netconform.cni.ipam_checks), in the cniVersion the ``cni`` fixture asks it,
-one lab and a pod per request. The chain's plugins are exec'd here with CNI_ARGS and ``args`` (the
-runtime's ADD sends neither); each pod is deleted after. Each request's twin is the plain ADD's address.
+These are host-local's conventions: the checks run once per build, in the smallest configuration of the run
+that delegates to host-local (pytest_netconform.cni.ipam_checks, smallest=True: the fewest plugins, then
+ranges), in the cniVersion the ``cni`` fixture asks it, one lab and a pod per request. The chain's plugins
+are exec'd here with CNI_ARGS and ``args`` (the runtime's ADD sends neither); each pod is deleted after.
+The twin: a pod that asked for no address.
 """
 import ipaddress
 
@@ -23,8 +24,8 @@ def net(request, cni_network, cni_config, cni_path):  # cni_path: parametrized b
     backend_class, network = cni_network
     if backend_class.NAME != "cni":
         pytest.skip(f"{network.profile}: backend {backend_class.NAME!r} is not a CNI plugin chain")
-    if "host-local" not in ipam_checks(request.config, cni_config, network):
-        pytest.skip("IP= and args.cni.ips are host-local's: checked in the first configuration delegating to it")
+    if "host-local" not in ipam_checks(request.config, cni_config, network, smallest=True):
+        pytest.skip("IP= and args.cni.ips are host-local's: checked in the smallest configuration delegating to it")
     return request.getfixturevalue("cni")
 
 
@@ -65,8 +66,8 @@ def show(runs) -> str:
 @pytest.mark.spec("SPEC-177", "CONV-014", "CONV-018")
 def test_ip_requests_in_cni_args_and_args_and_args_winning(request, net, add_pod):
     """Each pod's eth0 in the kernel: unknown data in args (ignored: SPEC-177, CONV-014; and the twin, an
-    address asked by no one), IP= in CNI_ARGS, args.cni.ips, and both IP= and args.cni.ips (args wins: CONV-018, when the plugin
-    understands args, which the args.cni.ips pod shows)."""
+    address asked by no one), IP= in CNI_ARGS, args.cni.ips, and both IP= and args.cni.ips (args wins:
+    CONV-018, when the plugin understands args, which the args.cni.ips pod shows)."""
     from_env, from_args = wanted(net.network, 50), wanted(net.network, 60)
     # IgnoreUnknown=1, as runtimes send it: IP is host-local's field, and the interface plugin, which parses
     # CNI_ARGS too, refuses a key it does not know without it (CONVENTIONS, CNI_ARGS).
@@ -82,7 +83,8 @@ def test_ip_requests_in_cni_args_and_args_and_args_winning(request, net, add_pod
                 f"unknown args: {unknown}, both: {both}")
     problems = []
     if unknown is None:
-        problems.append(f"SPEC-177, CONV-014: ADD with data in args it does not understand failed:\n{show(unknown_runs)}")
+        problems.append(f"SPEC-177, CONV-014: ADD with data in args it does not understand failed:\n"
+                        f"{show(unknown_runs)}")
     understands = by_args == [from_args]
     if understands and both != [from_args]:
         problems.append(f"CONV-018: with IP={from_env} in CNI_ARGS and {from_args} in args.cni.ips the pod got "

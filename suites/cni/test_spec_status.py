@@ -35,7 +35,8 @@ with open(os.path.join(here, "answer.json")) as answer:
 if os.environ.get("CNI_COMMAND") == "VERSION":
     print(json.dumps({{"cniVersion": conf.get("cniVersion"), "supportedVersions": ["1.0.0", "1.1.0"]}}))
 elif code is not None:
-    print(json.dumps({{"cniVersion": conf.get("cniVersion"), "code": code, "msg": "{RECORDER_TYPE}: told to be unavailable"}}))
+    print(json.dumps({{"cniVersion": conf.get("cniVersion"), "code": code,
+                      "msg": "{RECORDER_TYPE}: told to be unavailable"}}))
     sys.exit(1)
 """
 

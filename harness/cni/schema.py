@@ -197,3 +197,35 @@ def validate_version(answer, version: str) -> list[str]:
         problems.append(f"cniVersion: {answer['cniVersion']!r}, but the request was in {version!r} "
                         "(spec: the value of cniVersion specified on input)")
     return problems
+
+
+def validate_ipam_result(result, version: str) -> list[str]:
+    """Problems of a delegated IPAM plugin's ADD result, each naming its statements (empty: valid).
+
+    The abbreviated result (spec-v1.0.0 and -v1.1.0, Section 5 > Delegated plugins (IPAM), MUST:
+    ``ips``, ``routes`` and ``dns``, no ``interfaces``; spec-v0.4.0, IP Address Management (IPAM)
+    Interface: "should return an abbreviated Result structure that does not include the interfaces
+    key", and of ``ips[].interface``, "IPAM plugins should not return this key"): the ADD result's
+    schema with both of them absent, the asked cniVersion, and at least one address (SPEC-104: the IPAM
+    "must determine the interface IP/subnet [...] and return this information")."""
+    old = version == "0.4.0"
+    form, interfaces, index = (("SPEC-191", "SPEC-192, SPEC-164", "SPEC-201, SPEC-166") if old
+                               else ("SPEC-121", "SPEC-121", "SPEC-121"))
+    problems = []
+    for problem in validate_result(result, version):
+        if problem.startswith("cniVersion:") and "request was in" in problem:
+            problems.append(f"{'SPEC-193' if old else 'SPEC-121'}: {problem}")
+        elif not re.match(r"ips\[\d+\]\.interface: \d+ is not an index", problem):  # said below, once
+            problems.append(f"{form}: {problem}")
+    if not isinstance(result, dict):
+        return problems
+    if "interfaces" in result:
+        problems.append(f"{interfaces}: the IPAM result has an interfaces key ({result['interfaces']!r}); "
+                        "the abbreviated result has none")
+    for i, ip in enumerate(result.get("ips") if isinstance(result.get("ips"), list) else []):
+        if isinstance(ip, dict) and "interface" in ip:
+            problems.append(f"{index}: ips[{i}] has an interface index ({ip['interface']!r}); an IPAM plugin "
+                            "knows no interfaces")
+    if not result.get("ips"):
+        problems.append("SPEC-104: the IPAM result holds no address (ips)")
+    return problems

@@ -172,7 +172,7 @@ class PluginState:
                     nsutil.mount("none", "/", None, nsutil.MS_REC | nsutil.MS_SLAVE)
                     nsutil.mount(self.directory, PLUGIN_STATE, None, nsutil.MS_BIND)
                     self.fd = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-                    weakref.finalize(self, PluginState._close_fd, self.fd)
+                    self._finalizer = weakref.finalize(self, PluginState._close_fd, self.fd)
                 else:
                     nsutil.setns(self.fd, nsutil.CLONE_NEWNS)
             os.fchdir(cwd)
@@ -191,8 +191,10 @@ class PluginState:
             pass  # closed already (close())
 
     def close(self) -> None:
+        # Through the finalizer, which then never runs again: closing the number twice (here, then at
+        # collection) would close whatever file reused it meanwhile (another runtime's namespace).
         if self.fd is not None:
-            os.close(self.fd)
+            self._finalizer()
             self.fd = None
 
 

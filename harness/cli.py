@@ -103,15 +103,17 @@ def _report(args) -> str:
     ``--merged`` first, and the view lists the tests whose outcome differs between cells first."""
     import glob
 
+    from harness.cni import spec
     from harness.evidence import cells
     from harness.evidence.matrix import kernel_matrix_text, matrices_text, render_html
+    sentences = {ident: statement.sentence for ident, statement in spec.statements().items()}
     dirs = args.results or ["reports/allure-results"]
     for path in dirs:
         if not os.path.isdir(path):
             raise LabError(f"{path}: no Allure results (run pytest with --alluredir {path})")
     if len(dirs) == 1 and glob.glob(os.path.join(dirs[0], "*-result.json")):
         results, merged = dirs[0], ""
-        table = matrices_text(results)
+        table = matrices_text(results, sentences)
     else:
         try:
             found = cells.merge(dirs, args.merged)
@@ -120,7 +122,7 @@ def _report(args) -> str:
         results = os.path.join(args.merged, "allure-results")
         merged = "".join(f"cell {path}: kernel {labels['kernel']}; {labels['builds']}\n" for path, labels in found)
         merged += f"merged {len(found)} cells into {results} and {os.path.join(args.merged, 'junit.xml')}\n\n"
-        table = kernel_matrix_text(results, ("kernel", "builds"))
+        table = kernel_matrix_text(results, ("kernel", "builds"), sentences)
     try:
         index = render_html(results, args.html, args.tools)
     except (FileNotFoundError, RuntimeError) as exc:

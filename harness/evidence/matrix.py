@@ -102,14 +102,17 @@ def differences_text(differing: dict[str, dict[str, str]], across: str | tuple[s
     return "\n".join(lines)
 
 
-def kernel_matrix_text(results_dir: str, across: str | tuple[str, ...] = "kernel") -> str:
+def kernel_matrix_text(results_dir: str, across: str | tuple[str, ...] = "kernel",
+                       sentences: dict[str, str] | None = None) -> str:
     """The matrix run's terminal view: the tests whose outcome differs between the values of
     ``across`` first (kernels, each with its release's builds; or ``("kernel", "builds")``: cells),
     then kernel x area, kernel x builds, kernel x implementation."""
-    return "\n\n".join([differences_text(differences(results_dir, across), across),
-                         matrix_text(matrix(results_dir, ("kernel", "epic")), "kernel | area"),
-                         matrix_text(matrix(results_dir, ("kernel", "builds")), "kernel | builds"),
-                         matrix_text(matrix(results_dir, ("kernel", "implementation")), "kernel | implementation")])
+    views = [differences_text(differences(results_dir, across), across),
+             matrix_text(matrix(results_dir, ("kernel", "epic")), "kernel | area"),
+             matrix_text(matrix(results_dir, ("kernel", "builds")), "kernel | builds"),
+             matrix_text(matrix(results_dir, ("kernel", "implementation")), "kernel | implementation")]
+    clauses = clause_matrix(results_dir, sentences)
+    return "\n\n".join(views + ([clause_matrix_text(clauses)] if clauses else []))
 
 
 def matrix_text(table: dict[str, Counter], heading: str = "area") -> str:
@@ -123,10 +126,72 @@ def matrix_text(table: dict[str, Counter], heading: str = "area") -> str:
     return "\n".join(lines)
 
 
-def matrices_text(results_dir: str) -> str:
-    """The terminal view: area x outcome, then implementation x outcome."""
-    return "\n\n".join([matrix_text(matrix(results_dir), "area"),
-                        matrix_text(matrix(results_dir, "implementation"), "implementation")])
+# A statement's cell in a build: the worst of the outcomes of the tests that check it there.
+WORST_FIRST = ("failed", "broken", "deviation", "passed")
+
+
+def build_of(result: dict) -> str:
+    """The build a result judged: the parenthesised part of its implementation label
+    (``cni:bridge (cni-plugins@1.9.1)``), else the label itself, with the cell's kernel when it has one."""
+    implementation = label_of(result, "implementation")
+    found = re.search(r"\(([^()]*)\)\s*$", implementation)
+    build = found.group(1) if found else implementation
+    kernel = label_of(result, "kernel")
+    return build if kernel == "unknown" else f"{build} on {kernel}"
+
+
+def names(message: str, statement: str, sentences: dict[str, str]) -> bool:
+    """Whether a deviation's text names ``statement`` (``SPEC-022 MUST``): its id, or the start of its
+    sentence (``sentences``: id -> sentence, harness.cni.spec's)."""
+    ident = statement.split()[0]
+    start = " ".join(sentences.get(ident, "").split())[:60]
+    return ident in message or bool(start) and start in message
+
+
+def clause_matrix(results_dir: str, sentences: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """Implementation x spec statement: statement (``SPEC-022 MUST``, the ``spec_level`` labels a test
+    carries) -> build -> the worst outcome among the tests that check it in that build. A skipped test
+    checked nothing: a statement no test of a build checked has no cell there. ``sentences`` (id ->
+    sentence) lets a deviation that quotes its clause, not its id, be placed."""
+    cells: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+    for result in results(results_dir):
+        seen = outcome(result)
+        if seen == "skipped":
+            continue
+        message = " ".join(str((result.get("statusDetails") or {}).get("message", "")).split())
+        for statement in {label["value"] for label in result.get("labels", []) if label["name"] == "spec_level"}:
+            # A deviation is the statements its text names (by id, or by quoting the sentence); the test's
+            # other statements held (a known deviation applies only when all else passed).
+            cells[statement][build_of(result)].add(
+                seen if seen != "deviation" or names(message, statement, sentences or {}) else "passed")
+    key = lambda statement: (statement.split()[0].split("-")[0], int(statement.split()[0].split("-")[1]))  # noqa: E731
+    return {statement: {build: next(o for o in WORST_FIRST + (min(seen),) if o in seen)
+                        for build, seen in sorted(by_build.items())}
+            for statement, by_build in sorted(cells.items(), key=lambda item: key(item[0]))}
+
+
+def clause_matrix_text(table: dict[str, dict[str, str]]) -> str:
+    """The statements whose cells are not all passed first (what a build breaks, or where builds differ),
+    then a count of the statements every build passed."""
+    builds = sorted({build for row in table.values() for build in row})
+    if not builds:
+        return "implementation x spec statement: no result names a spec statement"
+    notable = {s: row for s, row in table.items() if set(row.values()) - {"passed"}}
+    width = max([len("statement")] + [len(s) for s in notable])
+    lines = [f"implementation x spec statement (the worst outcome of the tests checking it): {len(table)} "
+             f"statements, {len(table) - len(notable)} passed wherever checked",
+             f"{'statement':<{width}}  " + "  ".join(f"{b:>{max(len(b), 9)}}" for b in builds)]
+    for statement, row in notable.items():
+        lines.append(f"{statement:<{width}}  " + "  ".join(f"{row.get(b, '-'):>{max(len(b), 9)}}" for b in builds))
+    return "\n".join(lines)
+
+
+def matrices_text(results_dir: str, sentences: dict[str, str] | None = None) -> str:
+    """The terminal view: area x outcome, then implementation x outcome, then implementation x spec
+    statement where results name statements."""
+    views = [matrix_text(matrix(results_dir), "area"), matrix_text(matrix(results_dir, "implementation"), "implementation")]
+    clauses = clause_matrix(results_dir, sentences)
+    return "\n\n".join(views + ([clause_matrix_text(clauses)] if clauses else []))
 
 
 def allure_cli(tools_dir: str) -> str | None:

@@ -52,6 +52,22 @@ def sibling(network: NetworkConfig, index: int = 1) -> NetworkConfig:
                    raw=dict(network.raw, name=f"{network.name}-{index + 1}", plugins=plugins))
 
 
+def one_address(network: NetworkConfig) -> NetworkConfig | None:
+    """The same network (another name) whose host-local IPAM has one address to give: its single range
+    narrowed to its first allocatable address (rangeStart, else the subnet's second), so that a second
+    ADD exhausts it. None when the interface plugin's IPAM is not host-local with one range."""
+    plugins = copy.deepcopy(network.plugins)
+    ipam = plugins[0].get("ipam") or {}
+    ranges = [r for rangeset in ipam.get("ranges") or [] for r in rangeset] or ([ipam] if ipam.get("subnet") else [])
+    if ipam.get("type") != "host-local" or len(ranges) != 1:
+        return None
+    subnet = ipaddress.ip_network(ranges[0]["subnet"])
+    first = ranges[0].get("rangeStart") or str(subnet.network_address + 2)  # .1: the gateway's by default
+    ranges[0]["rangeStart"] = ranges[0]["rangeEnd"] = first
+    name = f"{network.name}-one"
+    return replace(network, name=name, plugins=plugins, raw=dict(network.raw, name=name, plugins=plugins))
+
+
 def overlaps(network: NetworkConfig, other: NetworkConfig) -> list[str]:
     """The subnets of ``other`` (both families) that overlap one of ``network``'s (a derived network must
     have none)."""

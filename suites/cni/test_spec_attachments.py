@@ -84,6 +84,16 @@ def forget_neighbour(live, node: str, address: str) -> None:
         ipr.neigh("del", dst=address, ifindex=entry["ifindex"])
 
 
+def beside(request, net, network, state):
+    """A backend for ``network`` on ``net``'s lab, with the same plugins and catalogue build (whose
+    expectations apply), its own state directory; closed after the test."""
+    state.mkdir()
+    backend = type(net)(net.live, network, str(state), path=net.path)
+    backend.build = net.build
+    request.addfinalizer(backend.close)
+    return backend
+
+
 def holder(network) -> str:
     """The node that holds the pod's gateway: the host, or the uplink's router (the lab's internet)."""
     return "internet" if expect.gateway_owner(network) == "uplink" else "host"
@@ -121,6 +131,41 @@ def test_add_into_an_ifname_the_pod_has_fails_and_leaves_that_link(net, add_pod)
         f"ADD with the free name eth1: {mismatches(net.live, attachment)}"
 
 
+# ---------------------------------------------------------------- a delegated plugin fails during ADD
+@pytest.mark.spec("SPEC-109", "SPEC-110", "SPEC-022", "SPEC-023")
+def test_an_add_whose_ipam_fails_returns_the_error_and_leaves_nothing_of_the_pod(request, net, add_pod, tmp_path):
+    """SPEC.md 1.0.0, Delegated plugins: "If any of the delegated plugins return error, error should be
+    returned by the upper plugin", and "If, on ADD, a delegated plugin fails, the "upper" plugin should
+    execute again with DEL before returning failure". host-local narrowed to one address: pod1 takes it
+    (the twin: the same ADD succeeds while an address is free); the interface plugin's ADD for pod2, exec'd
+    alone (a runtime's DEL after the failure, SPEC-083, would hide what the plugin itself left), must fail
+    with an error object and leave nothing of pod2: no link in it, no host end, nothing reserved."""
+    if net.network.cni_version in ("0.3.0", "0.3.1", "0.4.0"):
+        pytest.skip(f"SPEC-109 and SPEC-110 are 1.0.0's: CNI {net.network.cni_version} says nothing of delegation")
+    narrow = derived.one_address(net.network)
+    if narrow is None:
+        pytest.skip(f"{expect.kind(net.network)}: its IPAM is not host-local with one range (nothing to exhaust)")
+    backend = beside(request, net, narrow, tmp_path / "one-address-state")
+    backend.attach(add_pod("pod1"))
+    before = snapshot(net.live, backend.state_dir)
+    first = narrow.plugins[0]
+    run = backend.runtime.exec("ADD", first["type"], backend.runtime.prepare(narrow, first, None, None),
+                               backend.container_id(add_pod("pod2")), backend.netns_path("pod2"), "eth0")
+    problems = []
+    if run.returncode == 0 and not run.problem:
+        problems.append(f"SPEC-109: ADD succeeded though host-local had no address left: {run.describe()}")
+    elif run.error is None or run.problem:
+        problems.append(f"SPEC-023, SPEC-123: not an error object on stdout: {run.describe()}")
+    left = leftovers(net.live, before)
+    # A link left behind is one leftover: its own link-local address and route are named with it.
+    links = {(fact.split(":")[0], fact.split()[2]) for fact in left if fact.split()[1] == "link"}
+    problems += [f"SPEC-110: the failed ADD left {fact}" for fact in left
+                 if fact.split()[1] == "link" or (fact.split(":")[0], fact.split()[-1]) not in links
+                 and (fact.split(":")[0], fact.split()[-3] if fact.split()[1] == "route" else "") not in links]
+    verdict(request, backend, "ipam-fails-during-add", narrow.cni_version,
+            {first["type"]: problems + [show([run])] if problems else []})
+
+
 # ---------------------------------------------------------------- more than one attachment
 @pytest.fixture(params=["same-network", "another-network"])
 def second(request, net, tmp_path):
@@ -134,11 +179,7 @@ def second(request, net, tmp_path):
     clash = derived.overlaps(net.network, other)
     if clash:
         pytest.skip(f"cannot derive a second network apart from this one: {', '.join(clash)} overlaps it")
-    state = tmp_path / "second-state"
-    state.mkdir()
-    backend = type(net)(net.live, other, str(state), path=net.path)
-    request.addfinalizer(backend.close)
-    return backend
+    return beside(request, net, other, tmp_path / "second-state")
 
 
 @pytest.mark.spec("SPEC-029", "SPEC-139", "SPEC-197")

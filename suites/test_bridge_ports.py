@@ -3,7 +3,7 @@ ip link set <bridge> type bridge stp_state 1"). Hairpin, broadcast flooding, STP
 port isolation, each seen on the wire of the ports.
 """
 import pytest
-from scapy.layers.l2 import STP
+from scapy.layers.l2 import LLC, STP, Dot3
 
 from pytest_netconform import lab_fixture
 from harness import DEADLINE, Port, bridge, l2_frame, set_link
@@ -15,6 +15,10 @@ bridge_abc = lab_fixture("000-bridge-abc")
 MAC_A, MAC_B, MAC_C = "02:00:00:00:aa:aa", "02:00:00:00:bb:bb", "02:00:00:00:cc:cc"
 MAC_A2 = "02:00:00:00:aa:ab"  # a second station behind port 1 (a VM behind container A, say)
 BROADCAST, BPDU_DST = "ff:ff:ff:ff:ff:ff", "01:80:c2:00:00:00"
+# A configuration BPDU from A naming itself root with the worst priority (65535): inferior to
+# any bridge's own, so an STP bridge answers it on that port rather than adopting it.
+INFERIOR_BPDU = (Dot3(src=MAC_A, dst=BPDU_DST) / LLC()
+                 / STP(rootid=65535, rootmac=MAC_A, bridgeid=65535, bridgemac=MAC_A))
 A, B, C = Port("container-a", "eth0"), Port("container-b", "eth0"), Port("container-c", "eth0")
 BR0 = Port("host", "br0")
 HELLO_TIME = 1.0  # seconds: the kernel's minimum (the default is 2)
@@ -32,6 +36,11 @@ def set_bridge(lab, **options):
 
 def is_bpdu(packet):
     return packet.dst == BPDU_DST and packet.haslayer(STP)
+
+
+def is_bpdu_from(bridge_mac):
+    """A BPDU whose sender is the bridge with ``bridge_mac`` (A's own, or br0's)."""
+    return lambda packet: is_bpdu(packet) and packet[STP].bridgemac == bridge_mac
 
 
 def teach_second_mac_on_port1(lab):
@@ -109,17 +118,27 @@ def test_stp_on_makes_the_bridge_send_bpdus_every_hello_time(bridge_abc):
     assert bpdu.hellotime == HELLO_TIME
     for port in (B, C):
         assert probe.expect(port, is_bpdu, timeout=HELLO_TIME + DEADLINE), probe.evidence(port)
+    # The twin of stp off's flood: an STP bridge takes the group address in, it forwards no BPDU.
+    probe.send(A, INFERIOR_BPDU)
+    kept = probe.expect_none_on((B, C), is_bpdu_from(MAC_A))
+    assert all(strays == [] for strays in kept.values()), {str(port): strays.format() for port, strays in kept.items()}
 
 
 @pytest.mark.document("000", "「STP 控制」 (stp_state 0, the default)")
-def test_stp_off_sends_no_bpdu(bridge_abc):
+def test_stp_off_floods_a_bpdu_like_any_frame_and_sends_none_of_its_own(bridge_abc):
+    """Event, not a window of hello times: a bridge without STP forwards the bridge group
+    address like any multicast (IEEE 802.1D 7.12.6 reserves it for a bridge that runs STP;
+    the kernel's br_handle_frame: "If STP is turned off, then must forward"), while one with
+    STP takes it in and answers it (the twin above shows both). So A's BPDU reaching B and C
+    is the wire's own word that STP is off; br0's BPDUs are then counted in one quiet window."""
     probe = bridge_abc.probe
     probe.listen_all()
-    set_bridge(bridge_abc, br_hello_time=int(HELLO_TIME * 100))  # STP stays as the lab has it: off
-    probe.drain()
-    # Two hello times: an STP bridge would have sent at least one BPDU on every port by then.
-    assert probe.expect_none(A, is_bpdu, window=2 * HELLO_TIME) == []
-    assert probe.expect_none(B, is_bpdu, window=0) == [] and probe.expect_none(C, is_bpdu, window=0) == []
+    probe.send(A, INFERIOR_BPDU)
+    for port in (B, C):
+        assert probe.expect(port, is_bpdu_from(MAC_A)), \
+            "A's BPDU was not forwarded: the bridge took it in, as one running STP does\n" + probe.evidence(port)
+    own = probe.expect_none_on((A, B, C), is_bpdu_from(bridge_abc.mac("host", "br0")))
+    assert all(strays == [] for strays in own.values()), {str(port): strays.format() for port, strays in own.items()}
 
 
 @pytest.mark.parametrize("stp_state,phases", [

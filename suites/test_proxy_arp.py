@@ -145,3 +145,50 @@ def test_without_the_32_route_the_echo_leaves_by_the_default_route_not_cali0002(
     assert wrong_way, "the echo did not leave by the default route\n" + wrong_way.format()
     strays = probe.expect_none(Port("host", "cali0002"), echo("10.244.1.2", "10.244.1.3"), inbound=False)
     assert strays == [], strays.format()
+
+
+# -- "any IP": the host's uplink address and beyond it ---------------------------------------
+
+UPLINK_PEER = Port("internet", "eth0")  # the far end of the host's uplink eth0 (192.168.1.1)
+
+
+def upstream_routes_the_pods(lab):
+    """The upstream's way back to the pods: in Calico, what BGP tells it (the lab's internet has
+    only its connected subnet); the pods' traffic is routed, not NATed, so it needs one."""
+    lab.ipr("internet").route("add", dst="10.244.1.0/24", gateway="192.168.1.100")
+
+
+@pytest.mark.document("000", "「Calico 中的 Proxy ARP」: 「Calico 使用 Proxy ARP 让 Pod 能够与任意 IP 通信」")
+def test_a_pod_reaches_the_hosts_uplink_address_and_beyond_it_with_its_own_source(calico):
+    upstream_routes_the_pods(calico)
+    probe = calico.probe
+    probe.listen(CALI1, UPLINK_PEER)
+    own = probe.ping("container1", "192.168.1.100")
+    assert own and own.reply_from == "192.168.1.100", own
+    beyond = probe.ping("container1", "192.168.1.1")
+    assert beyond and beyond.reply_from == "192.168.1.1", beyond
+    # It left by the uplink with the pod's own address: routed through the host, not NATed.
+    left = probe.expect(UPLINK_PEER, echo("10.244.1.2", "192.168.1.1"))
+    assert left, "container1's echo did not reach the internet with its own source\n" + left.format()
+
+
+@pytest.mark.document("000", "「Calico 中的 Proxy ARP」: 「Calico 使用 Proxy ARP 让 Pod 能够与任意 IP 通信」 (ip_forward=0)")
+def test_with_forwarding_off_the_host_stops_answering_for_169_254_1_1_and_nothing_leaves(calico):
+    """The kernel answers by proxy only on an interface that forwards (arp_process checks
+    IN_DEV_FORWARD): with ip_forward=0 container1 cannot resolve its gateway, so it reaches
+    neither the host's uplink address nor anything beyond it."""
+    upstream_routes_the_pods(calico)
+    with calico.entered("host"):
+        write_sysctl("net.ipv4.ip_forward", 0)
+    probe = calico.probe
+    probe.listen(POD1, CALI1, UPLINK_PEER)
+    own = probe.ping("container1", "192.168.1.100", timeout=QUIET_WINDOW)
+    assert not own, f"container1 reached the host's uplink address with its forwarding off: {own}"
+    asked = probe.expect(CALI1, Ether(dst="ff:ff:ff:ff:ff:ff") / ARP(op=1, pdst="169.254.1.1"))
+    assert asked, "container1's who-has for its gateway never reached the host\n" + asked.format()
+    answers = probe.expect_none(POD1, Ether() / ARP(op=2, psrc="169.254.1.1"))
+    assert answers == [], answers.format()
+    beyond = probe.ping("container1", "192.168.1.1", timeout=QUIET_WINDOW)
+    assert not beyond, f"container1 reached the internet with the host's forwarding off: {beyond}"
+    echoes = probe.expect_none(UPLINK_PEER, echo("10.244.1.2", "192.168.1.1"))
+    assert echoes == [], echoes.format()

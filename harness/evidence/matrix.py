@@ -132,9 +132,11 @@ WORST_FIRST = ("failed", "broken", "deviation", "passed")
 
 def build_of(result: dict) -> str:
     """The build a result judged: the parenthesised part of its implementation label
-    (``cni:bridge (cni-plugins@1.9.1)``), else the label itself, with the cell's kernel when it has one."""
-    implementation = label_of(result, "implementation")
-    found = re.search(r"\(([^()]*)\)\s*$", implementation)
+    (``cni:bridge (cni-plugins@1.9.1)``), else the label itself (the installed build's chain, ``cni:bridge``),
+    with the cell's kernel when it has one."""
+    labelled = any(label["name"] == "implementation" for label in result.get("labels", []))
+    implementation = label_of(result, "implementation") if labelled else "no backend (a plugin exec'd alone)"
+    found = re.search(r"\(([^()]*)\)\s*$", implementation) if labelled else None
     build = found.group(1) if found else implementation
     kernel = label_of(result, "kernel")
     return build if kernel == "unknown" else f"{build} on {kernel}"

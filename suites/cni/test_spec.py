@@ -23,8 +23,10 @@ import pytest
 from harness.cni.reality import leftovers, mismatches, snapshot
 from harness.cni.runtime import CniError
 from harness.cni.schema import validate_error, validate_result, validate_version
-from pytest_netconform.cni import (ASKED_VERSION, ONCE_PER_BINARY, binary_checks, interface_plugin_checks, newest_claimed,
-                                   older_version_checks, unclaimed, verdict, version_claims)
+from pytest_netconform.cni import ASKED_VERSION
+from pytest_netconform.cni_select import (ONCE_PER_BINARY, binary_checks, interface_plugin_checks, newest_claimed,
+                                          older_version_checks, unclaimed, version_claims)
+from pytest_netconform.deviations import verdict
 
 pytestmark = pytest.mark.area("CNI spec")
 VERSIONS = pytest.mark.parametrize("version", ["0.4.0", "1.0.0", "1.1.0"])
@@ -68,7 +70,7 @@ def chain(request, cni_network, cni_path, version):
 
 def checked(request, chain) -> list[str]:
     """The chain's plugin types this test checks: all, or for a ``once_per_binary`` test those whose
-    binary it is the first configuration to check (pytest_netconform.cni.binary_checks)."""
+    binary it is the first configuration to check (pytest_netconform.cni_select.binary_checks)."""
     return request.node.stash.get(ONCE_PER_BINARY, list(chain.network.types))
 
 

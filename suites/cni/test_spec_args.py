@@ -4,7 +4,7 @@ address with CNI_ARGS' ``IP`` field and with ``args.cni.ips``; data in ``args`` 
 is ignored; and when both carry the address, "the plugin must ignore the CNI_ARGS Field" (CONV-018).
 
 These are host-local's conventions: the checks run once per build, in the smallest configuration of the run
-that delegates to host-local (pytest_netconform.cni.ipam_checks, smallest=True: the fewest plugins, then
+that delegates to host-local (pytest_netconform.cni_select.ipam_checks, smallest=True: the fewest plugins, then
 ranges), in the cniVersion the ``cni`` fixture asks it, one lab and a pod per request. The chain's plugins
 are exec'd here with CNI_ARGS and ``args`` (the runtime's ADD sends neither); each pod is deleted after.
 The twin: a pod that asked for no address.
@@ -13,7 +13,8 @@ import ipaddress
 
 import pytest
 
-from pytest_netconform.cni import ipam_checks, verdict
+from pytest_netconform.cni_select import ipam_checks
+from pytest_netconform.deviations import verdict
 
 pytestmark = pytest.mark.area("CNI spec")
 UNKNOWN_ARGS = {"netconform.example": {"meaningless": True}}  # data no plugin understands

@@ -20,7 +20,7 @@ from harness.cni.runtime import CniError
 from harness.kernel.constants import RTMGRP_LINK
 from harness.kernel.netops import NetlinkWatch
 from harness.probe import DEADLINE, QUIET_WINDOW
-from pytest_netconform.cni import verdict
+from pytest_netconform.deviations import verdict
 
 pytestmark = pytest.mark.area("CNI spec")
 

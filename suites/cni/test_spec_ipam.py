@@ -5,7 +5,7 @@ configuration"). Its ADD answer is the abbreviated result (ips, routes, dns; no 
 index), in the asked cniVersion; the address is reserved, and DEL releases it.
 
 What an IPAM binary answers depends on the binary and the cniVersion alone: each check runs once per IPAM
-type and version, in the first configuration of the run that delegates to it (pytest_netconform.cni.ipam_checks),
+type and version, in the first configuration of the run that delegates to it (pytest_netconform.cni_select.ipam_checks),
 with no lab (host-local enters no network namespace: CNI_NETNS names the path a pod would have). The
 reservation is read where host-local keeps it: a file named by the address in its dataDir, under the run's
 own /var/lib/cni (harness.cni.runtime.PLUGIN_STATE_DIR). The twins, results that are not the abbreviated
@@ -18,7 +18,7 @@ import pytest
 
 from harness.cni.runtime import Here, Runtime
 from harness.cni.schema import validate_error, validate_ipam_result
-from pytest_netconform.cni import ipam_checks, version_claims
+from pytest_netconform.cni_select import ipam_checks, version_claims
 
 pytestmark = pytest.mark.area("CNI spec")
 VERSIONS = ["0.4.0", "1.0.0", "1.1.0"]

@@ -3,7 +3,7 @@ plugin exits 0; a plugin that delegates to an IPAM plugin executes STATUS on it 
 an error of its own; an IPAM plugin whose addresses are exhausted says so.
 
 STATUS carries no attachment (CNI_COMMAND and CNI_PATH only) and touches no network: each check runs with no
-lab, once per plugin binary (pytest_netconform.cni.owners: the first configuration of the run holding it),
+lab, once per plugin binary (pytest_netconform.cni_select.owners: the first configuration of the run holding it),
 at cniVersion 1.1.0 only, on builds whose plugins claim it (cni-plugins@1.9.1 here). The forwarding is
 observed with an IPAM plugin of the test's own (RECORDER, written next to nothing else on CNI_PATH) put in
 the plugin's ``ipam.type``: what it was sent, and its error surfacing through the plugin. Known deviations go
@@ -18,7 +18,8 @@ import pytest
 
 from harness.cni.runtime import NO_ATTACHMENT, Here, Runtime
 from harness.cni.schema import validate_error
-from pytest_netconform.cni import ipam_checks, owners, unclaimed, verdict, version_claims
+from pytest_netconform.cni_select import ipam_checks, owners, unclaimed, version_claims
+from pytest_netconform.deviations import verdict
 
 pytestmark = pytest.mark.area("CNI spec")
 VERSION = "1.1.0"  # STATUS is 1.1.0's

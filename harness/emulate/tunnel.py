@@ -26,9 +26,10 @@ import struct
 import threading
 from collections.abc import Callable
 
+from harness.errors import LabError
 from harness.kernel import fdwait
 from harness.kernel.deadline import DEADLINE, QUIET_WINDOW, Deadline
-from harness.kernel.netops import safe_close_fd, sync_linkwatch
+from harness.kernel.netops import safe_close_fd, settle_links
 from harness.kernel.tuntap import IFF_NO_PI, IFF_TAP, IFF_TUN, TUNSETIFF
 
 FLANNEL_UDP_PORT = 8285  # flanneld's UDP backend
@@ -49,9 +50,13 @@ def _attach(live, node: str, name: str, kind: str) -> int:
         except OSError:
             os.close(fd)
             raise
-    # Attaching turns the carrier on; make linkwatch act now (operstate, a bridge port
-    # leaving "disabled") rather than within the second it may otherwise take.
-    sync_linkwatch(live.rtnl(node))
+    # Attaching turns the carrier on; linkwatch must act (qdisc activation, operstate, a bridge port
+    # leaving "disabled") before the device passes packets: now, or waited for on older kernels.
+    settling = settle_links(live.fd(node), live.rtnl(node), DEADLINE)
+    if settling:
+        safe_close_fd(fd)
+        raise LabError(f"lab {live.name}: {node}: {', '.join(settling.values())} attached but not running "
+                       f"after {DEADLINE:g} s")
     return fd
 
 

@@ -128,6 +128,17 @@ def settle_addresses(fd: int, rtnl, timeout: float) -> list[str]:
     return addresses_settling(rtnl)
 
 
+def settle_links(fd: int, rtnl, timeout: float) -> dict[int, str]:
+    """Make pending linkwatch work effective and, where RTM_GETLINK does not (older kernels: 5.10 and 6.1
+    left a just-attached TUN's qdisc inactive, dropping the first packets), wait for it on link
+    notifications with a deadline; return the links still settling (none when settled)."""
+    if not sync_linkwatch(rtnl):
+        return {}
+    with NetlinkWatch(fd, RTMGRP_LINK) as watch:
+        watch.wait_for(lambda: not sync_linkwatch(rtnl), timeout)
+    return links_settling(rtnl)
+
+
 def sync_linkwatch(rtnl) -> dict[int, str]:
     """Make pending linkwatch events effective now; return the links still settling.
 

@@ -34,14 +34,13 @@ from harness.kernel.constants import (
     NUD_NOARP,
     NUD_PERMANENT,
     ROUTE_TYPES,
-    RTMGRP_LINK,
     RTNH_F_ONLINK,
     RTPROT_BOOT,
     SCOPES,
     table_id,
 )
 from harness.kernel.linkkinds import CREATION_ORDER, KINDS, PYROUTE2, RTNL, TUNTAP
-from harness.kernel.netops import NetlinkWatch, links_settling, settle_addresses, sync_linkwatch
+from harness.kernel.netops import settle_addresses, settle_links
 
 READY_TIMEOUT = 5.0  # seconds for linkwatch to bring carriers up; normally a few ms
 LINK_KIND_CAPABILITY_ERRORS = (errno.EOPNOTSUPP, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT)
@@ -331,12 +330,10 @@ class _Builder:
     # -- readiness -------------------------------------------------------------
     def wait_ready(self, node: str) -> None:
         rtnl = self.live.rtnl(node)
-        if sync_linkwatch(rtnl):
-            with NetlinkWatch(self.live.fd(node), RTMGRP_LINK) as watch:
-                if not watch.wait_for(lambda: not sync_linkwatch(rtnl), READY_TIMEOUT):
-                    names = ", ".join(links_settling(rtnl).values())
-                    raise BuildError(f"lab {self.lab.name}: node {node}: links {names} "
-                                     f"have carrier but are not running after {READY_TIMEOUT:.0f} s")
+        settling = settle_links(self.live.fd(node), rtnl, READY_TIMEOUT)
+        if settling:
+            raise BuildError(f"lab {self.lab.name}: node {node}: links {', '.join(settling.values())} "
+                             f"have carrier but are not running after {READY_TIMEOUT:.0f} s")
         tentative = settle_addresses(self.live.fd(node), rtnl, READY_TIMEOUT)
         if tentative:
             raise BuildError(f"lab {self.lab.name}: node {node}: IPv6 addresses {', '.join(tentative)} "

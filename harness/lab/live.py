@@ -15,7 +15,7 @@ from harness.kernel.constants import AF_INET, AF_INET6, IPV6_QUIET_SYSCTLS
 from harness.errors import LabError
 from harness.lab.model import HOST, Lab
 from harness.kernel.deadline import DEADLINE
-from harness.kernel.netops import close_quietly, ipr_in, safe_close_fd, settle_addresses, sync_linkwatch
+from harness.kernel.netops import close_quietly, ipr_in, safe_close_fd, settle_addresses, settle_links
 from harness.kernel.rtnl import NetlinkRefused, Rtnl
 
 BR_NETFILTER_SYSCTLS = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",
@@ -199,7 +199,7 @@ def set_link(live: LiveLab, node: str, name: str, *, up: bool | None = None, mas
     if up is not None:
         rtnl.set_link(index, up=up)
         for other in live.nodes:  # a carrier change lands on the peer, maybe in another node
-            sync_linkwatch(live.rtnl(other))
+            settle_links(live.fd(other), live.rtnl(other), DEADLINE)
 
 
 def address(live: LiveLab, node: str, name: str, cidr: str, *, add: bool = True) -> None:

@@ -192,3 +192,25 @@ def test_with_forwarding_off_the_host_stops_answering_for_169_254_1_1_and_nothin
     assert not beyond, f"container1 reached the internet with the host's forwarding off: {beyond}"
     echoes = probe.expect_none(UPLINK_PEER, echo("10.244.1.2", "192.168.1.1"))
     assert echoes == [], echoes.format()
+
+
+@pytest.mark.document("000", "「什么是 Proxy ARP」: 「启用 proxy_arp<br/>且有路由到 10.244.2.0/24」 (the default route is a route)")
+def test_without_the_32_route_proxy_arp_still_answers_for_the_pod_by_the_default_route(calico):
+    """Deviation from issue 15's reading (both the ping and the answer stop): the kernel answers by
+    proxy for any address it routes out of another interface (arp_fwd_proxy), and with the /32 gone
+    the default route (out of eth0) still routes 10.244.1.3. Only the ping stops (the test above)."""
+    calico.ipr("host").route("del", dst="10.244.1.3/32", scope=253)
+    reply, asked, answers = ask_the_host(calico, "10.244.1.3")
+    assert reply is not None and reply.mac == calico.mac("host", "cali0001"), reply
+    assert asked, "container1's question never reached the host's cali0001\n" + asked.format()
+    assert answers != [] and answers[0].packet[ARP].hwsrc == calico.mac("host", "cali0001"), answers.format()
+
+
+@pytest.mark.document("000", "「什么是 Proxy ARP」: 「且有路由」 (with neither the /32 nor the default route)")
+def test_without_the_32_and_the_default_route_proxy_arp_stops_answering_for_the_pod(calico):
+    for dst, scope in (("10.244.1.3/32", 253), ("0.0.0.0/0", 0)):
+        calico.ipr("host").route("del", dst=dst, scope=scope)
+    reply, asked, answers = ask_the_host(calico, "10.244.1.3")
+    assert reply is None, f"the host answered for 10.244.1.3 with no route to it: {reply}"
+    assert asked, "container1's question never reached the host's cali0001\n" + asked.format()
+    assert answers == [], answers.format()

@@ -20,10 +20,8 @@ from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 
 from pytest_netconform.labs import build_for
-from harness import QUIET_WINDOW, Port, tunnel
-from harness.cni import conf
-from harness.cni.backend import provide_file
-from harness.cni.runtime import PLUGIN_STATE_DIR, Runtime
+from harness import CapabilityMissing, QUIET_WINDOW, Port, tunnel
+from harness.cni import flanneld
 from harness.impl import catalogue, fetch
 from harness.kernel.constants import AF_BRIDGE
 
@@ -40,7 +38,7 @@ PODS_OF = {"node1": ("pod1a", "pod1b"), "node2": ("pod2a",)}
 def subnet_env(lease: str, mtu: int = 1450) -> str:
     """subnet.env as flanneld writes it (document 004 lines 340-343; 1450 is its VXLAN MTU, the
     document's 1472 its UDP backend's)."""
-    return f"FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET={lease}\nFLANNEL_MTU={mtu}\nFLANNEL_IPMASQ=false\n"
+    return flanneld.subnet_env(lease, mtu)
 
 
 def plugins_dir() -> str:
@@ -60,29 +58,6 @@ def without_pods(lab):
             lab.node(pod).routes = []
 
 
-class FlannelNode:
-    """One node's flanneld output (subnet.env) and its runtime exec'ing the flannel plugin there."""
-
-    def __init__(self, live, node: str, directory: str, bin_dir: str, env: str):
-        self.live, self.node = live, node
-        state = os.path.join(directory, node)
-        os.makedirs(state, exist_ok=True)
-        self.runtime = Runtime(live, path=[bin_dir], state_dir=state, host_node=node)
-        self.data_dir = os.path.join(state, PLUGIN_STATE_DIR, "flannel")  # the plugin's /var/lib/cni/flannel
-        path = f"/run/netconform-flannel/{os.path.basename(directory)}/{node}/subnet.env"
-        missing = provide_file(path, env)
-        if missing:
-            pytest.skip(missing)
-        data = conf.read(os.path.join(conf.corpus_dir(), "k3s-flannel.conflist"))
-        flannel = next(p for p in data["plugins"] if p["type"] == "flannel")
-        self.network = conf.parse({**data, "plugins": [{**flannel, "subnetFile": path}]}, "k3s-flannel.conflist")
-
-    def add(self, pod: str) -> str:
-        """The pod's ADD; its IPv4 address as the result gives it."""
-        result = self.runtime.add(self.network, f"netconform-{pod}", f"/run/netns/{pod}")
-        return result["ips"][0]["address"].split("/")[0]
-
-
 @pytest.fixture
 def flannel_nodes(request, tmp_path):
     """Build the lab for flanneld's leases ``{node: subnet.env}`` (default: one lease per node)."""
@@ -93,8 +68,13 @@ def flannel_nodes(request, tmp_path):
         request.addfinalizer(live.teardown)
         nodes = {}
         for node, lease in LEASES.items():
-            nodes[node] = FlannelNode(live, node, str(tmp_path), bin_dir, (envs or {}).get(node, subnet_env(lease)))
-            request.addfinalizer(nodes[node].runtime.close)
+            env = (envs or {}).get(node, subnet_env(lease))
+            try:
+                nodes[node] = flanneld.FlannelNode(live, node, str(tmp_path / node), bin_dir, env,
+                                                   f"/run/netconform-flannel/{tmp_path.name}")
+            except CapabilityMissing as exc:
+                pytest.skip(str(exc))
+            request.addfinalizer(nodes[node].close)
         return live, nodes
     return make
 
@@ -188,7 +168,8 @@ def test_without_node2s_fdb_entry_the_cross_node_probe_is_dropped_in_flannel_1(f
 def test_the_pods_mtu_is_flannel_mtu(flannel_nodes, flannel_mtu, size, refusal):
     live, nodes = flannel_nodes({"node1": subnet_env(LEASES["node1"], flannel_mtu)})
     pod1a, pod2a = nodes["node1"].add("pod1a"), nodes["node2"].add("pod2a")
-    assert live.link("pod1a", "eth0").get_attr("IFLA_MTU") == flannel_mtu
+    mtu = live.link("pod1a", "eth0").get_attr("IFLA_MTU")
+    assert mtu == flannel_mtu, f"the plugin gave pod1a's eth0 MTU {mtu}, subnet.env said {flannel_mtu}"
     probe = live.probe
     probe.listen(UNDERLAY2, Port("node1", "cni0"))
     result = probe.ping("pod1a", pod2a, size=size, df=True)

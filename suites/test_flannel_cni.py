@@ -12,6 +12,7 @@ as ``flanneld --subnet-file`` would) and a runtime of its own whose /var/lib/cni
 The plugin is cni-plugins@0.9.0's (bullseye: the last release that carried flannel); its
 configuration is the corpus's k3s-flannel.conflist's flannel entry (portmap left out: no port here).
 """
+import ipaddress
 import os
 
 import pytest
@@ -23,7 +24,7 @@ from pytest_netconform.labs import build_for
 from harness import CapabilityMissing, QUIET_WINDOW, Port, tunnel
 from harness.cni import flanneld
 from harness.impl import catalogue, fetch
-from harness.kernel.constants import AF_BRIDGE
+from harness.kernel.constants import AF_BRIDGE, AF_INET
 
 pytestmark = [pytest.mark.area("VXLAN"), pytest.mark.requires("vxlan")]
 
@@ -89,7 +90,11 @@ def echo(src, dst):
 
 def ipv4_of(live, node, name):
     return [f"{a.get_attr('IFA_ADDRESS')}/{a['prefixlen']}" for a in live.ipr(node).get_addr(
-        index=live.ifindex(node, name), family=2)]
+        index=live.ifindex(node, name), family=AF_INET)]
+
+
+def in_lease(address, node):
+    return ipaddress.ip_address(address) in ipaddress.ip_network(LEASES[node], strict=False)
 
 
 @pytest.mark.document("004", "「2、节点子网分配：Flannel 为每个工作节点分配一个唯一的子网」 (line 250); "
@@ -97,7 +102,7 @@ def ipv4_of(live, node, name):
 def test_each_nodes_pods_take_addresses_from_its_own_lease_and_cross_in_vxlan_vni_1(flannel_nodes):
     live, nodes = flannel_nodes()
     pod1a, pod2a = nodes["node1"].add("pod1a"), nodes["node2"].add("pod2a")
-    assert pod1a.startswith("10.244.1.") and pod2a.startswith("10.244.2."), (pod1a, pod2a)
+    assert in_lease(pod1a, "node1") and in_lease(pod2a, "node2"), (pod1a, pod2a)
     # The bridge the delegate made holds the lease's .1, and the delegate's configuration is kept for DEL
     # in the node's own dataDir (/var/lib/cni/flannel/<id> of the run, not of the machine).
     assert [ipv4_of(live, node, "cni0") for node in LEASES] == [[lease] for lease in LEASES.values()]
@@ -114,6 +119,9 @@ def test_each_nodes_pods_take_addresses_from_its_own_lease_and_cross_in_vxlan_vn
     # leaves the pod's /24: the echo crosses from node1's flannel.1 address.
     inner = vxlan.payload[IP]
     assert (inner.src, inner.dst, inner[ICMP].type) == ("10.244.1.0", pod2a, 8), inner.summary()
+    # pod1a's gateway, resolved by ARP, is node1's cni0: the lease's .1 answered for itself.
+    gateway = {n.get_attr("NDA_DST"): n.get_attr("NDA_LLADDR") for n in live.ipr("pod1a").get_neighbours()}
+    assert gateway.get("10.244.1.1") == live.mac("node1", "cni0"), gateway
 
 
 @pytest.mark.document("004", "「2、节点子网分配：Flannel 为每个工作节点分配一个唯一的子网」 (line 250)")
@@ -121,6 +129,7 @@ def test_two_nodes_given_the_same_lease_overlap_and_the_cross_node_probe_stays_o
     live, nodes = flannel_nodes({"node2": subnet_env(LEASES["node1"])})  # node2 given node1's lease
     pod1a, pod1b, pod2a = nodes["node1"].add("pod1a"), nodes["node1"].add("pod1b"), nodes["node2"].add("pod2a")
     assert pod2a == pod1a, f"node2's pod did not take node1's first address: {pod1a}, {pod1b}, {pod2a}"
+    assert ipv4_of(live, "node2", "cni0") == [LEASES["node1"]], "node2's cni0 is not node1's gateway too"
     probe = live.probe
     probe.listen(UNDERLAY1, Port("pod1a", "eth0"), Port("pod2a", "eth0"))
     result = probe.ping("pod1b", pod2a)

@@ -156,8 +156,19 @@ def configurations_in(folder: str) -> list[str]:
                   if name.endswith((".conflist", ".conf", ".json")))
 
 
+# Profiles no suite runs unless it selects them (``pytest.mark.cni_profiles``): each needs a component of the
+# host that only its suite provides (macvlan-dhcp: the dhcp IPAM's daemon and a DHCP server on the lab's wire).
+SELECTED_ONLY = ("macvlan-dhcp.conflist",)
+
+
 def bundled_profiles() -> list[str]:
-    return configurations_in(profile_dir())
+    """The profiles every CNI suite runs on (all but SELECTED_ONLY)."""
+    return [path for path in configurations_in(profile_dir()) if os.path.basename(path) not in SELECTED_ONLY]
+
+
+def ours(path: str) -> bool:
+    """Whether ``path`` is a profile of ours (bundled or selected only): its cniVersion is ours to lower."""
+    return os.path.dirname(os.path.abspath(path)) == os.path.abspath(profile_dir())
 
 
 def corpus() -> list[str]:

@@ -20,7 +20,7 @@ import subprocess
 import sys
 
 from harness.errors import CapabilityMissing, LabError
-from harness.kernel import fdwait
+from harness.kernel import fdwait, sandbox
 from harness.kernel.deadline import Deadline
 
 DEFAULT_SOCKET = "/run/cni/dhcp.sock"  # the plugin's, without ipam.daemonSocketPath
@@ -57,9 +57,9 @@ class DhcpDaemon:
 
     def __init__(self, live, node: str, binary: str, path: str, log: str):
         path = os.path.abspath(path)
-        if os.path.commonpath([PRIVATE_RUN, path]) != PRIVATE_RUN:
-            raise LabError(f"the dhcp daemon's socket {path}: the harness makes it only under the sandbox's "
-                           f"private {PRIVATE_RUN}")
+        if os.path.commonpath([PRIVATE_RUN, path]) != PRIVATE_RUN or not sandbox.private_files():
+            raise CapabilityMissing(f"the dhcp daemon's socket {path}: the harness makes it only under its sandbox's "
+                                    f"private {PRIVATE_RUN} (not with --no-sandbox)")
         self.path, self.log, self.process = path, log, None
         directory = os.path.dirname(path)
         self._made = None if os.path.isdir(directory) else directory

@@ -10,6 +10,7 @@ DHCP exchange is a real one, seen on the server's interface. The IPAM is judged 
 delegates to it (the same configuration, attachment and environment), so a verdict is the dhcp plugin's.
 """
 import ipaddress
+import os
 import types
 
 import pytest
@@ -41,10 +42,11 @@ def dhcp(cni, tmp_path):
     live, ipam = cni.live, cni.network.plugins[0]["ipam"]
     try:
         server = DhcpServer(live, "internet", "eth0", *LEASED)
+        live.on_teardown(server.close)
+        daemon = DhcpDaemon(live, "host", cni.runtime.find(ipam["type"]), socket_path(ipam),
+                            str(tmp_path / "dhcpd.log"))
     except CapabilityMissing as exc:
         pytest.skip(str(exc))
-    live.on_teardown(server.close)
-    daemon = DhcpDaemon(live, "host", cni.runtime.find(ipam["type"]), socket_path(ipam), str(tmp_path / "dhcpd.log"))
     live.on_teardown(daemon.close)
     live.probe.listen(SERVER)  # before any ADD: the whole exchange is seen
     return cni, server, daemon
@@ -122,13 +124,19 @@ def test_status_errors_while_the_dhcp_daemon_is_down(request, cni_network, cni_p
     runtime = Runtime(Here(), path=list(cni_path), state_dir=str(tmp_path))
     request.addfinalizer(runtime.close)
     conf = runtime.prepare(network, plugin, None, None, STATUS_VERSION)
-    daemon = DhcpDaemon(Here(), "sandbox", runtime.find(ipam["type"]), socket_path(ipam), str(tmp_path / "dhcpd.log"))
+    try:
+        daemon = DhcpDaemon(Here(), "sandbox", runtime.find(ipam["type"]), socket_path(ipam),
+                            str(tmp_path / "dhcpd.log"))
+    except CapabilityMissing as exc:
+        pytest.skip(str(exc))
     try:
         ready = runtime.exec("STATUS", ipam["type"], conf, env_override=NO_ATTACHMENT)
     finally:
         daemon.close()
     assert ready.returncode == 0 and ready.problem is None, \
         f"SPEC-053: STATUS with the dhcp daemon serving {daemon.path} did not exit 0:\n{evidence([ready], daemon)}"
+    if os.path.exists(daemon.path):
+        pytest.fail(f"the arrangement failed: {daemon.path} outlived the daemon", pytrace=False)
     down = runtime.exec("STATUS", ipam["type"], conf, env_override=NO_ATTACHMENT)
     problems = {ipam["type"]: [] if down.returncode != 0 and down.error is not None else [
         f"SPEC-055: STATUS with no dhcp daemon on {daemon.path} (the socket is gone): {down.describe()}",

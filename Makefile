@@ -16,8 +16,9 @@ WORKERS     ?= 2
 SOAK_RUNS   ?= 20
 CHECK_SOAK_RUNS ?= 5
 # What the harness and the implementations under test need.
+# dnsmasq-base: the DHCP server of the dhcp IPAM's lab (suites/cni/test_spec_dhcp.py), and libvirt's.
 APT_PACKAGES = iproute2 iptables nftables tcpdump iputils-ping ethtool conntrack graphviz python3-venv \
-               containernetworking-plugins netavark
+               containernetworking-plugins netavark dnsmasq-base
 # What the harness's own tests need besides: a real browser for the report, tshark for pcaps.
 APT_CHECK    = chromium tshark fonts-wqy-microhei
 # The VM job: Vagrant with libvirt's qemu (TCG is enough) and what builds the offline box. Only the

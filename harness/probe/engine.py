@@ -20,7 +20,7 @@ from scapy.packet import Packet, Raw
 
 from harness.errors import ProbeError
 from harness.kernel.deadline import DEADLINE, QUIET_WINDOW, Deadline
-from harness.probe.exchange import Exchange, PingResult, StackExchanges  # noqa: F401 (part of the probe API)
+from harness.probe.exchange import Exchange, PingResult, StackExchanges, Transfer  # noqa: F401 (part of the probe API)
 from harness.probe.match import compile_match, describe
 from harness.probe.pcapng import PcapngWriter
 from harness.probe.steps import reported
@@ -327,6 +327,13 @@ class Probe:
         (``listen_port``: the server's port when a mapping changes it)."""
         return self.stack.tcp(client, server, dst, port, listen=listen, payload=payload, timeout=timeout,
                               listen_port=listen_port)
+
+    @reported(lambda client, server, dst, port, size, *a, **k: f"TCP {size} bytes {client} -> {dst}:{port}")
+    def transfer(self, client: str, server: str, dst: str, port: int, size: int, timeout: float = DEADLINE,
+                 window: int | None = None):
+        """``size`` bytes over TCP from ``client`` to a listener in ``server``, timed (a Transfer; ``window``:
+        the client's send buffer, see StackExchanges.transfer)."""
+        return self.stack.transfer(client, server, dst, port, size, timeout=timeout, window=window)
 
     def close(self) -> None:
         # Closing a packet socket waits for an RCU grace period (packet_release: synchronize_net,

@@ -57,6 +57,25 @@ class Exchange:
         return self.ok
 
 
+@dataclass
+class Transfer:
+    """A bounded TCP transfer: ``size`` bytes from client to server, timed by the server from the accepted
+    connection to the last byte (what a rate measurement needs: a fixed number of bytes, no fixed time)."""
+    ok: bool
+    size: int
+    received: int = 0
+    seconds: float | None = None
+    error: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def rate(self, discount: int = 0) -> float:
+        """The bits per second the transfer took, after ``discount`` bytes (a token bucket's burst, which
+        passes at once)."""
+        return 8 * max(0, self.received - discount) / self.seconds
+
+
 class StackExchanges:
     """ping, UDP and TCP through the nodes' own stacks: a component of the probe.
 
@@ -252,6 +271,50 @@ class StackExchanges:
             return Exchange(True, server_saw=peer, client_saw=cli.getpeername()[:2], reply=reply)
         except OSError as exc:
             return Exchange(False, error=exc.strerror or str(exc))
+        finally:
+            for s in (conn, cli, srv):
+                if s is not None:
+                    s.close()
+
+    def transfer(self, client: str, server: str, dst: str, port: int, size: int, timeout: float = DEADLINE,
+                 window: int | None = None) -> Transfer:
+        """``size`` bytes over one TCP connection from ``client`` to ``dst:port`` (a listener in ``server``),
+        as fast as both stacks go; the server times it, from the accepted connection to the last byte.
+        ``window``: the client's send buffer, which bounds the bytes in flight (below a shaper's queue, no
+        drop, so no retransmission timeout weighs on a rate measured through it)."""
+        version = family_of(dst)
+        srv, cli = self._socket_pair(server, client, socket.SOCK_STREAM, version)
+        conn, received, chunk = None, 0, b"\0" * 65536
+        try:
+            srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            srv.bind((ANY[version], port))
+            srv.listen(1)
+            if window:
+                cli.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, window)
+            cli.settimeout(timeout)
+            cli.connect((dst, port))
+            wait = Deadline(timeout, "tcp transfer")
+            if not wait.wait([srv])[0]:
+                return Transfer(False, size, error=f"no connection reached the listener in {server}")
+            conn, _ = srv.accept()
+            started = time.monotonic()
+            conn.setblocking(False)
+            cli.setblocking(False)
+            sent = 0
+            while received < size:
+                readable, writable = wait.wait([conn], [cli] if sent < size else [])
+                if wait.passed:
+                    return Transfer(False, size, received, error=f"{received} of {size} bytes within {timeout:g} s")
+                if writable:
+                    sent += cli.send(chunk[:size - sent])
+                if readable:
+                    data = conn.recv(1 << 20)
+                    if not data:
+                        return Transfer(False, size, received, error="the connection closed early")
+                    received += len(data)
+            return Transfer(True, size, received, seconds=time.monotonic() - started)
+        except OSError as exc:
+            return Transfer(False, size, received, error=exc.strerror or str(exc))
         finally:
             for s in (conn, cli, srv):
                 if s is not None:

@@ -1,0 +1,246 @@
+"""Capability arguments and configuration keys of the reference plugins, observed on the wire or in the kernel.
+
+SPEC.md (1.0.0, 1.1.0), Plugin configuration objects: "Plugins that consume any of these configuration keys
+should respect their intended semantics" (SPEC-010); CONVENTIONS.md, Plugins: "Plugins should accept arguments
+according to these conventions" (CONV-003): the well-known capabilities (CONVENTIONS.md, Dynamic Plugin specific
+fields: ``bandwidth``, ``portMappings`` with ``hostIP`` and ``protocol``, ``ipRanges``, ``ips``, ``mac``) as
+runtimeConfig, and the plugins' own keys. Both are SHOULD: a build that does not honour one is a deviation, listed
+in harness/impl/expectations.
+
+Each check is a binary's: it runs once per build, in the smallest configuration of the run holding that plugin
+(``owners(smallest=True)``, at the newest cniVersion the chain claims), on a chain derived from it in the same
+lab (the plugin under test given the capability or keys; harness.cni.derived's ``sibling`` where a second
+network must coexist). Each has its twin: the same probe on a pod that did not ask.
+"""
+from __future__ import annotations
+
+import copy
+import ipaddress
+from dataclasses import replace
+
+import pytest
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import Ether
+
+from harness.cni import derived
+from harness.kernel import nsutil
+from harness.probe import DEADLINE, QUIET_WINDOW, Port
+from pytest_netconform.cni import BUNDLED_VERSIONS, announce_attaches, backend_class_of, id_of, owners, runnable_at
+
+pytestmark = pytest.mark.area("CNI spec")
+HOST_UPLINK, ROUTER = "192.168.1.100", "192.168.1.1"  # harness/lab/data/cni-host.yaml
+MAPPED, OTHER, CONTAINER_PORT = 8080, 8082, 80
+
+
+def checked_here(request, cni_network, cni_config, cni_path, plugin_type):
+    """The ``cni`` fixture's chain when this configuration is the smallest of the run holding ``plugin_type``
+    at the newest cniVersion it can run; elsewhere a one-line skip naming where it is checked."""
+    backend_class, network = cni_network
+    if backend_class.NAME != "cni" or plugin_type not in network.types:
+        pytest.skip(f"no {plugin_type} plugin in this chain")
+    version = next((v for v in dict.fromkeys((network.cni_version, *BUNDLED_VERSIONS))
+                    if runnable_at(network, cni_path, v)), None)
+    if version is not None:  # else the cni fixture says why the chain cannot run
+        impl = request.getfixturevalue("cni_impl")
+        owner = owners(request.config, impl[0].id if impl else None, cni_path, version, smallest=True)[plugin_type]
+        if owner != cni_config:
+            pytest.skip(f"{plugin_type}'s semantics are checked once per binary, in "
+                        f"{id_of(owner, backend_class_of(owner))}")
+    return request.getfixturevalue("cni")
+
+
+@pytest.fixture
+def chains(request, tmp_path):
+    """chains(net, change, sibling=False): a backend, in ``net``'s lab, of ``net``'s chain with ``change``
+    applied to a copy of its plugins (``sibling``: on another bridge and subnet, beside ``net``'s pods)."""
+    made = []
+
+    def make(net, change, sibling=False):
+        base = derived.sibling(net.network, len(made) + 1) if sibling else net.network
+        plugins = copy.deepcopy(base.plugins)
+        change(plugins)
+        name = f"{base.name}-caps{len(made)}"
+        network = replace(base, name=name, plugins=plugins, raw=dict(base.raw, name=name, plugins=plugins))
+        state = tmp_path / f"caps-state{len(made)}"
+        state.mkdir()
+        backend = type(net)(net.live, network, str(state), path=net.path)
+        backend.build = net.build
+        announce_attaches(request.config, backend)  # the fault catalogue's hook sees these pods too
+        made.append(backend)
+        return backend
+    yield make
+    for backend in made:
+        backend.close(lab_goes=True)
+
+
+def plugin_of(plugins, plugin_type) -> dict:
+    return next(p for p in plugins if p["type"] == plugin_type)
+
+
+def address_of(attachment) -> str:
+    return next(a.split("/")[0] for a in attachment.addresses() if ":" not in a)
+
+
+# ---------------------------------------------------------------- bandwidth
+
+RATE = 8_000_000  # bits/s: 1 MB/s, a 256 KiB transfer takes about 0.2 s after the burst
+BURST = 512_000  # bits: 64000 bytes; the plugin's queue holds the burst and 25 ms at the rate (89 KB)
+WINDOW = 16 * 1024  # the sender's buffer (the kernel doubles it): the bytes in flight stay below that queue
+SIZE = 256 * 1024
+TOLERANCE = 0.25  # the measured rate, after the burst, within 25 % of the rate asked
+FAST = 4  # the twin: without the capability the same transfer goes at least 4 times the rate asked
+
+
+@pytest.fixture
+def bandwidth_chain(request, cni_network, cni_config, cni_path):
+    return checked_here(request, cni_network, cni_config, cni_path, "bandwidth")
+
+
+@pytest.mark.spec("SPEC-010", "CONV-003")
+def test_bandwidth_capability_shapes_each_direction_to_the_rate_asked(request, bandwidth_chain, chains, add_pod):
+    """CONVENTIONS.md, Dynamic Plugin specific fields: ``bandwidth`` (ingressRate, ingressBurst, egressRate,
+    egressBurst, in bits) given as runtimeConfig to a bandwidth plugin declaring the capability. A bounded TCP
+    transfer each way between the pod and the host: the rate after the burst within TOLERANCE of RATE; the
+    twin, a pod of the same chain attached without the argument, goes at least FAST times as fast."""
+    def capability_only(plugins):  # the profile's own rates removed: only the runtime's argument shapes
+        plugins[plugins.index(plugin_of(plugins, "bandwidth"))] = {"type": "bandwidth",
+                                                                   "capabilities": {"bandwidth": True}}
+    net = chains(bandwidth_chain, capability_only)
+    asked = {"ingressRate": RATE, "ingressBurst": BURST, "egressRate": RATE, "egressBurst": BURST}
+    shaped = net.attach(add_pod("pod1"), bandwidth=asked)
+    free = net.attach(add_pod("pod2"))
+    problems, measured = [], []
+    for pod, attachment in (("pod1", shaped), ("pod2", free)):
+        for direction, client, server, dst in (("ingress", "host", pod, address_of(attachment)),
+                                               ("egress", pod, "host", attachment.gateway())):
+            done = net.live.probe.transfer(client, server, dst, 5201, SIZE, window=WINDOW)
+            assert done, f"{client} -> {server} ({dst}), {SIZE} bytes: {done.error}"
+            rate = done.rate(discount=BURST // 8)
+            seen = f"{direction} of {pod}: {SIZE} bytes in {done.seconds:.3f} s, {rate / 1e6:.2f} Mbit/s"
+            measured.append(seen)
+            if pod == "pod2" and rate < FAST * RATE:
+                problems.append(f"the twin is not fast: {seen} without the bandwidth argument")
+            elif pod == "pod1" and abs(rate - RATE) > TOLERANCE * RATE:
+                problems.append(f"{seen}, asked {direction}Rate {RATE / 1e6:g} Mbit/s "
+                                f"(burst {BURST} bits, tolerance {TOLERANCE:.0%})")
+    request.node.user_properties.append(("measured", "; ".join(measured)))
+    assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------- tuning
+
+IFF_PROMISC = 0x100  # linux/if.h
+ASKED_MAC = "02:00:00:ca:fe:01"
+
+
+@pytest.fixture
+def tuning_chain(request, cni_network, cni_config, cni_path):
+    return checked_here(request, cni_network, cni_config, cni_path, "tuning")
+
+
+def kernel_view(live, pod: str, sysctls) -> dict:
+    """What the pod's eth0 is, read from its kernel: mtu, mac, promisc, and each sysctl of ``sysctls``."""
+    link = live.link(pod, "eth0")
+    with live.entered(pod):
+        values = {key: nsutil.read_sysctl(key) for key in sysctls}
+    return {"mtu": link.get_attr("IFLA_MTU"), "mac": link.get_attr("IFLA_ADDRESS").lower(),
+            "promisc": bool(link["flags"] & IFF_PROMISC), **values}
+
+
+@pytest.mark.spec("SPEC-010", "CONV-003")
+def test_tuning_sets_the_mtu_mac_promisc_and_sysctls_its_configuration_and_capability_ask(tuning_chain, chains,
+                                                                                       add_pod):
+    """tuning (containernetworking/plugins plugins/meta/tuning/README.md): ``mtu``, ``promisc``, ``sysctl``
+    and ``mac`` set on the pod's interface; ``mac`` also as the well-known capability (CONVENTIONS.md,
+    Dynamic Plugin specific fields: "mac"), and reported in the result's interface. Read back from the pod's
+    kernel: pod1 on the chain under test, pod2 on a sibling chain whose tuning asks other values (mtu 100 less,
+    promisc, another sysctl, the mac capability); each pod shows its own configuration's value, and pod1 not the
+    sibling's (the twin). pod1's own sysctls have no reverse twin: the bridge plugin itself sets arp_notify in
+    the pod from 1.0 on, so pod2 may well have it."""
+    own = plugin_of(tuning_chain.network.plugins, "tuning")
+    mine_sysctls = dict(own.get("sysctl") or {})
+    other_sysctl = next(k for k in ("net.ipv4.conf.eth0.arp_ignore", "net.ipv4.conf.eth0.arp_announce")
+                        if k not in mine_sysctls)
+    other = {"type": "tuning", "mtu": int(own.get("mtu") or 1500) - 100, "promisc": not own.get("promisc"),
+             "sysctl": {other_sysctl: "2"}, "capabilities": {"mac": True}}
+
+    def retuned(plugins):  # the interface plugin and the other tuning: a second network beside the first
+        plugins[:] = [plugins[0], other]
+    sibling = chains(tuning_chain, retuned, sibling=True)
+    pod1 = tuning_chain.attach(add_pod("pod1"), mac=ASKED_MAC)  # the chain under test declares no mac capability
+    pod2 = sibling.attach(add_pod("pod2"), mac=ASKED_MAC)
+    keys = [*mine_sysctls, other_sysctl]
+    seen = {"pod1": kernel_view(tuning_chain.live, "pod1", keys), "pod2": kernel_view(sibling.live, "pod2", keys)}
+    wanted = {"pod1": {"promisc": bool(own.get("promisc")), **{k: str(v) for k, v in mine_sysctls.items()}},
+              "pod2": {"mtu": other["mtu"], "promisc": other["promisc"], "mac": ASKED_MAC, other_sysctl: "2"}}
+    if own.get("mtu"):
+        wanted["pod1"]["mtu"] = int(own["mtu"])
+    problems = [f"{pod}'s eth0 has {key} {seen[pod][key]!r}, its chain's tuning asks {value!r}"
+                for pod, asked in wanted.items() for key, value in asked.items() if seen[pod][key] != value]
+    # the twins: what one chain asks is not what the other pod has
+    problems += [f"pod1's eth0 has {key} {seen['pod1'][key]!r}, which only pod2's chain asks"
+                 for key in ("mtu", "mac", "promisc", other_sysctl) if seen["pod1"][key] == wanted["pod2"][key]]
+    reported = [i.get("mac", "").lower() for i in pod2.result.get("interfaces") or [] if i.get("sandbox")]
+    if seen["pod2"]["mac"] == ASKED_MAC and ASKED_MAC not in reported:
+        problems.append(f"pod2's eth0 has the mac asked, {ASKED_MAC}, but its result's sandbox interfaces say "
+                        f"{reported}")
+    assert not problems, "\n".join(problems) + f"\nread from the kernel: {seen}"
+
+
+# ---------------------------------------------------------------- portmap
+
+@pytest.fixture
+def portmap_chain(request, cni_network, cni_config, cni_path):
+    net = checked_here(request, cni_network, cni_config, cni_path, "portmap")
+    if not any((p.get("capabilities") or {}).get("portMappings") for p in net.network.plugins):
+        pytest.skip("the chain's portmap does not declare the portMappings capability")
+    return net
+
+
+def mapping(host_port: int, protocol: str = "tcp", **more) -> dict:
+    return {"hostPort": host_port, "containerPort": CONTAINER_PORT, "protocol": protocol, **more}
+
+
+@pytest.mark.spec("SPEC-010", "CONV-003")
+def test_a_port_mapping_with_a_host_ip_forwards_only_from_that_address(portmap_chain, add_pod):
+    """CONVENTIONS.md, Dynamic Plugin specific fields, ``portMappings``: ``hostIP`` restricts the mapping to
+    that host address. pod1 maps MAPPED on the host's uplink address: the host reaches pod1 there, and not
+    through its other address (the bridge's gateway), where no TCP segment reaches pod1's eth0; the twin, pod2
+    mapping OTHER without hostIP, is reached through that same other address."""
+    net = portmap_chain
+    pod1 = net.attach(add_pod("pod1"), portMappings=[mapping(MAPPED, hostIP=HOST_UPLINK)])
+    net.attach(add_pod("pod2"), portMappings=[mapping(OTHER)])
+    gateway = pod1.gateway()
+    there = net.live.probe.tcp("host", "pod1", HOST_UPLINK, MAPPED, listen_port=CONTAINER_PORT)
+    assert there, f"host -> {HOST_UPLINK}:{MAPPED} (the mapping's hostIP) -> pod1:{CONTAINER_PORT}: {there.error}"
+    twin = net.live.probe.tcp("host", "pod2", gateway, OTHER, listen_port=CONTAINER_PORT)
+    assert twin, f"host -> {gateway}:{OTHER} (a mapping without hostIP) -> pod2:{CONTAINER_PORT}: {twin.error}"
+    net.live.probe.listen(Port("pod1", "eth0"))
+    elsewhere = net.live.probe.tcp("host", "pod1", gateway, MAPPED, listen_port=CONTAINER_PORT, timeout=QUIET_WINDOW)
+    segments = Ether() / IP(dst=address_of(pod1)) / TCP(dport=CONTAINER_PORT)
+    strays = net.live.probe.expect_none(Port("pod1", "eth0"), segments)
+    assert not elsewhere and strays == [], \
+        f"host -> {gateway}:{MAPPED} reached pod1 though its mapping names hostIP {HOST_UPLINK}: {elsewhere}, " \
+        f"{strays}\n" + net.live.probe.evidence(Port("pod1", "eth0"))
+
+
+@pytest.mark.spec("SPEC-010", "CONV-003")
+def test_a_udp_port_mapping_forwards_udp_and_a_tcp_one_does_not(portmap_chain, add_pod):
+    """CONVENTIONS.md, ``portMappings``: ``protocol`` (tcp, udp). From the internet, a datagram to the host's
+    MAPPED reaches pod1, which mapped it for udp, and its answer returns; the twin: pod2 maps OTHER for tcp
+    only, which a TCP connection reaches, and a datagram to OTHER does not reach pod2's eth0."""
+    net = portmap_chain
+    net.attach(add_pod("pod1"), portMappings=[mapping(MAPPED, "udp")])
+    pod2 = net.attach(add_pod("pod2"), portMappings=[mapping(OTHER, "tcp")])
+    udp = net.live.probe.udp("internet", "pod1", HOST_UPLINK, MAPPED, listen_port=CONTAINER_PORT)
+    assert udp, f"internet -> {HOST_UPLINK}:{MAPPED}/udp -> pod1:{CONTAINER_PORT}: {udp.error}"
+    assert udp.server_saw[0] == ROUTER and udp.client_saw == (HOST_UPLINK, MAPPED), udp
+    tcp = net.live.probe.tcp("internet", "pod2", HOST_UPLINK, OTHER, listen_port=CONTAINER_PORT)
+    assert tcp, f"internet -> {HOST_UPLINK}:{OTHER}/tcp -> pod2:{CONTAINER_PORT}: {tcp.error}"
+    net.live.probe.listen(Port("pod2", "eth0"))
+    stray = net.live.probe.udp("internet", "pod2", HOST_UPLINK, OTHER, listen_port=CONTAINER_PORT,
+                               timeout=QUIET_WINDOW)
+    datagrams = Ether() / IP(dst=address_of(pod2)) / UDP(dport=CONTAINER_PORT)
+    strays = net.live.probe.expect_none(Port("pod2", "eth0"), datagrams)
+    assert not stray and stray.server_saw is None and strays == [], \
+        f"a datagram to {HOST_UPLINK}:{OTHER} reached pod2, whose mapping is tcp only: {stray}, {strays}"

@@ -164,6 +164,20 @@ def test_udp_and_tcp_exchanges_show_what_the_server_saw(vbridge):
     assert tcp and tcp.server_saw[0] == "192.168.28.1" and tcp.client_saw == ("192.168.28.3", 8080)
 
 
+def test_a_transfer_is_timed_by_its_server_and_a_shaper_on_the_way_slows_it_to_its_rate(vbridge):
+    """The bounded transfer a rate is measured with: the server counts every byte and times them; through
+    a token bucket of 8 Mbit/s (burst 64000 bytes, ns1's veth-1) it takes that rate within 25 % after the
+    burst; without one (the twin) it is many times faster."""
+    free = vbridge.probe.transfer("ns1", "ns3", "192.168.28.3", 5201, 256 * 1024, window=16 * 1024)
+    assert free and free.received == 256 * 1024 and free.rate() > 32e6, free
+    ipr = vbridge.ipr("ns1")
+    ipr.tc("add", "tbf", vbridge.ifindex("ns1", "veth-1"), rate="8mbit", burst=64000, latency="25ms")
+    shaped = vbridge.probe.transfer("ns1", "ns3", "192.168.28.3", 5201, 256 * 1024, window=16 * 1024)
+    assert shaped and abs(shaped.rate(discount=64000) - 8e6) < 2e6, shaped
+    refused = vbridge.probe.transfer("ns1", "ns2", "192.168.28.3", 5201, 1024, timeout=QUIET_WINDOW)
+    assert not refused and refused.error, refused
+
+
 def test_an_exchange_with_no_listener_at_the_address_fails(vbridge):
     # The server listens on ns2's address, the client dials ns3's: nothing answers there.
     tcp = vbridge.probe.tcp("ns1", "ns2", "192.168.28.3", 8080, listen="192.168.28.2", timeout=QUIET_WINDOW)

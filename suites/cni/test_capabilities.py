@@ -22,10 +22,19 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
-from harness.cni import derived
+from harness.cni import derived, expect
 from harness.kernel import nsutil
 from harness.probe import DEADLINE, QUIET_WINDOW, Port
-from pytest_netconform.cni import BUNDLED_VERSIONS, announce_attaches, backend_class_of, id_of, owners, runnable_at
+from pytest_netconform.cni import (
+    BUNDLED_VERSIONS,
+    announce_attaches,
+    verdict,
+    backend_class_of,
+    id_of,
+    ipam_checks,
+    owners,
+    runnable_at,
+)
 
 pytestmark = pytest.mark.area("CNI spec")
 HOST_UPLINK, ROUTER = "192.168.1.100", "192.168.1.1"  # harness/lab/data/cni-host.yaml
@@ -36,7 +45,9 @@ def checked_here(request, cni_network, cni_config, cni_path, plugin_type):
     """The ``cni`` fixture's chain when this configuration is the smallest of the run holding ``plugin_type``
     at the newest cniVersion it can run; elsewhere a one-line skip naming where it is checked."""
     backend_class, network = cni_network
-    if backend_class.NAME != "cni" or plugin_type not in network.types:
+    if backend_class.NAME != "cni":
+        pytest.skip(f"{network.profile}: backend {backend_class.NAME!r} is not a CNI plugin chain")
+    if plugin_type not in network.types:
         pytest.skip(f"no {plugin_type} plugin in this chain")
     version = next((v for v in dict.fromkeys((network.cni_version, *BUNDLED_VERSIONS))
                     if runnable_at(network, cni_path, v)), None)
@@ -124,7 +135,7 @@ def test_bandwidth_capability_shapes_each_direction_to_the_rate_asked(request, b
                 problems.append(f"{seen}, asked {direction}Rate {RATE / 1e6:g} Mbit/s "
                                 f"(burst {BURST} bits, tolerance {TOLERANCE:.0%})")
     request.node.user_properties.append(("measured", "; ".join(measured)))
-    assert not problems, "\n".join(problems)
+    verdict(request, net, "capability-bandwidth", net.network.cni_version, {"bandwidth": problems})
 
 
 # ---------------------------------------------------------------- tuning
@@ -148,8 +159,8 @@ def kernel_view(live, pod: str, sysctls) -> dict:
 
 
 @pytest.mark.spec("SPEC-010", "CONV-003")
-def test_tuning_sets_the_mtu_mac_promisc_and_sysctls_its_configuration_and_capability_ask(tuning_chain, chains,
-                                                                                       add_pod):
+def test_tuning_sets_the_mtu_mac_promisc_and_sysctls_its_configuration_and_capability_ask(request, tuning_chain,
+                                                                                       chains, add_pod):
     """tuning (containernetworking/plugins plugins/meta/tuning/README.md): ``mtu``, ``promisc``, ``sysctl``
     and ``mac`` set on the pod's interface; ``mac`` also as the well-known capability (CONVENTIONS.md,
     Dynamic Plugin specific fields: "mac"), and reported in the result's interface. Read back from the pod's
@@ -184,7 +195,8 @@ def test_tuning_sets_the_mtu_mac_promisc_and_sysctls_its_configuration_and_capab
     if seen["pod2"]["mac"] == ASKED_MAC and ASKED_MAC not in reported:
         problems.append(f"pod2's eth0 has the mac asked, {ASKED_MAC}, but its result's sandbox interfaces say "
                         f"{reported}")
-    assert not problems, "\n".join(problems) + f"\nread from the kernel: {seen}"
+    verdict(request, tuning_chain, "tuning-keys", tuning_chain.network.cni_version,
+            {"tuning": problems + ([f"  read from the kernel: {seen}"] if problems else [])})
 
 
 # ---------------------------------------------------------------- portmap
@@ -244,3 +256,93 @@ def test_a_udp_port_mapping_forwards_udp_and_a_tcp_one_does_not(portmap_chain, a
     strays = net.live.probe.expect_none(Port("pod2", "eth0"), datagrams)
     assert not stray and stray.server_saw is None and strays == [], \
         f"a datagram to {HOST_UPLINK}:{OTHER} reached pod2, whose mapping is tcp only: {stray}, {strays}"
+
+
+# ---------------------------------------------------------------- host-local: ipRanges and ips
+
+@pytest.fixture
+def host_local_chain(request, cni_network, cni_config, cni_path):
+    backend_class, network = cni_network
+    if backend_class.NAME != "cni" or "host-local" not in ipam_checks(request.config, cni_config, network,
+                                                                       smallest=True):
+        pytest.skip("host-local's capabilities are checked in the smallest configuration delegating to it")
+    return request.getfixturevalue("cni")
+
+
+def kernel_ipv4(live, pod: str) -> list[str]:
+    return sorted(a for a in live.addresses(pod, "eth0") if ":" not in a)
+
+
+@pytest.mark.spec("SPEC-010", "CONV-003")
+def test_host_local_gives_the_address_and_range_the_ips_and_ip_ranges_capabilities_ask(request, host_local_chain,
+                                                                                        chains, add_pod):
+    """CONVENTIONS.md, Dynamic Plugin specific fields: ``ipRanges`` ("Dynamically configure the IP range(s)
+    for address allocation"; host-local prepends them to its ranges: a pod gets an address of each, issue
+    containernetworking/plugins#95) and ``ips`` ("Dynamically allocate IPs for
+    container interface"), declared by the interface plugin, whose runtimeConfig reaches its host-local.
+    pod1 asks a range of the configuration's size 16 subnets up, pod2 the configured range's 77th address;
+    each gets it, in its result and on its eth0; the twin, pod3 asking nothing, gets neither. A bridge is no
+    gateway here: with two IPv4 ranges it would need two IPv4 gateways, and it keeps one per bridge."""
+    subnet = next((s for s, _ in expect.subnets(host_local_chain.network, 4)), None)
+    if subnet is None:
+        pytest.skip("no IPv4 range in the chain's host-local")
+    moved = ipaddress.ip_network(f"{subnet.network_address + 16 * subnet.num_addresses}/{subnet.prefixlen}")
+    wanted = f"{subnet.network_address + 77}/{subnet.prefixlen}"
+
+    def capable(plugins):
+        plugins[0]["capabilities"] = {**(plugins[0].get("capabilities") or {}), "ipRanges": True, "ips": True}
+        if plugins[0]["type"] == "bridge":  # the bridge holds one IPv4 gateway (ensureAddr refuses a second)
+            plugins[0]["isGateway"] = plugins[0]["isDefaultGateway"] = False
+    net = chains(host_local_chain, capable)
+    pods = {"pod1": net.attach(add_pod("pod1"), ipRanges=[[{"subnet": str(moved)}]]),
+            "pod2": net.attach(add_pod("pod2"), ips=[wanted]),
+            "pod3": net.attach(add_pod("pod3"))}
+    given = {pod: sorted(a for a in attachment.addresses() if ":" not in a) for pod, attachment in pods.items()}
+    seen = {pod: kernel_ipv4(net.live, pod) for pod in pods}
+    in_moved = lambda addresses: [a for a in addresses if ipaddress.ip_interface(a).ip in moved]  # noqa: E731
+    problems = []
+    if not in_moved(given["pod1"]) or not in_moved(seen["pod1"]):
+        problems.append(f"pod1 asked ipRanges [[{moved}]]: its result gives {given['pod1']}, its eth0 has "
+                        f"{seen['pod1']}")
+    if wanted not in given["pod2"] or wanted not in seen["pod2"]:
+        problems.append(f"pod2 asked ips [{wanted}]: its result gives {given['pod2']}, its eth0 has {seen['pod2']}")
+    if in_moved(seen["pod3"]) or wanted in seen["pod3"]:  # the twin: without the arguments, neither
+        problems.append(f"pod3 asked nothing, yet its eth0 has {seen['pod3']} ({moved}, or {wanted})")
+    verdict(request, net, "capability-ips-ip-ranges", net.network.cni_version, {"host-local": problems})
+
+
+# ---------------------------------------------------------------- the well-known dns key
+
+DNS = {"nameservers": ["192.0.2.53"], "domain": "netconform.test", "search": ["netconform.test"],
+       "options": ["ndots:2"]}
+# The interface plugins of containernetworking/plugins whose ADD puts the configuration's dns in its result
+# (bridge.go, ptp.go, macvlan.go, ipvlan.go, vlan.go: result.DNS = n.DNS); another type claims nothing.
+REPORTS_DNS = ("bridge", "ptp", "macvlan", "ipvlan", "vlan")
+
+
+@pytest.fixture
+def interface_chain(request, cni_network, cni_config, cni_path):
+    backend_class, network = cni_network
+    if backend_class.NAME == "cni" and network.types[0] not in REPORTS_DNS:
+        pytest.skip(f"{network.types[0]}: the harness does not know whether it reports the dns key")
+    return checked_here(request, cni_network, cni_config, cni_path, network.types[0])
+
+
+@pytest.mark.spec("SPEC-010")
+def test_the_interface_plugin_reports_the_dns_its_configuration_gives(request, interface_chain, chains, add_pod):
+    """SPEC.md 1.0.0, Plugin configuration objects, well-known keys: ``dns`` (nameservers, domain, search,
+    options), which the runtime reads back from the result (Section 5, Result: ``dns``). pod2, on a sibling
+    chain whose interface plugin is given DNS, has it in its result, unchanged; the twin, pod1 on the chain
+    under test (no dns key), has none of it."""
+    def with_dns(plugins):
+        plugins[0]["dns"] = DNS
+    sibling = chains(interface_chain, with_dns, sibling=True)
+    pod1 = interface_chain.attach(add_pod("pod1"))
+    pod2 = sibling.attach(add_pod("pod2"))
+    given = {key: value for key, value in (pod2.result.get("dns") or {}).items() if value}
+    problems = [] if given == DNS else [f"its configuration's dns is {DNS}, pod2's result says {given}"]
+    twin = pod1.result.get("dns") or {}
+    if any(DNS[key] == twin.get(key) for key in DNS):
+        problems.append(f"pod1's chain has no dns key, yet its result says {twin}")
+    plugin = interface_chain.network.types[0]
+    verdict(request, interface_chain, "dns-key", interface_chain.network.cni_version, {plugin: problems})

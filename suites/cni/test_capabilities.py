@@ -25,16 +25,9 @@ from scapy.layers.l2 import Ether
 from harness.cni import derived, expect
 from harness.kernel import nsutil
 from harness.probe import DEADLINE, QUIET_WINDOW, Port
-from pytest_netconform.cni import (
-    BUNDLED_VERSIONS,
-    announce_attaches,
-    verdict,
-    backend_class_of,
-    id_of,
-    ipam_checks,
-    owners,
-    runnable_at,
-)
+from pytest_netconform.cni import BUNDLED_VERSIONS, announce_attaches
+from pytest_netconform.cni_select import backend_class_of, id_of, ipam_checks, owners, runnable_at
+from pytest_netconform.deviations import verdict
 
 pytestmark = pytest.mark.area("CNI spec")
 HOST_UPLINK, ROUTER = "192.168.1.100", "192.168.1.1"  # harness/lab/data/cni-host.yaml

@@ -24,7 +24,7 @@ from scapy.layers.l2 import Ether
 
 from harness.cni import derived, expect
 from harness.kernel import nsutil
-from harness.probe import DEADLINE, QUIET_WINDOW, Port
+from harness.probe import QUIET_WINDOW, Port
 from pytest_netconform.cni import BUNDLED_VERSIONS, announce_attaches
 from pytest_netconform.cni_select import backend_class_of, id_of, ipam_checks, owners, runnable_at
 from pytest_netconform.deviations import verdict

@@ -80,12 +80,12 @@ def test_a_missing_file_is_one_line(tmp_path):
         expectations.load(str(tmp_path / "absent.yaml"))
 
 
-def spec_suite(tmp_path, *args: str) -> subprocess.CompletedProcess:
+def spec_suite(tmp_path, *args: str, suite: str = "suites/cni/test_spec.py") -> subprocess.CompletedProcess:
     conflist = tmp_path / "gc-demo.conflist"
     conflist.write_text(json.dumps({"cniVersion": "1.1.0", "name": "netconform-gc-demo",
                                     "plugins": [{"type": "gc-demo"}]}))
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA",
-                           "suites/cni/test_spec.py", "--cni-conf", str(conflist), "--cni-path", "tests/cni_plugins",
+                           suite, "--cni-conf", str(conflist), "--cni-path", "tests/cni_plugins",
                            "--basetemp", str(tmp_path / "run"), *args],
                           cwd=PROJECT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
                           env=dict(os.environ, COLUMNS="300"))

@@ -155,7 +155,7 @@ def test_strict_makes_a_failed_should_a_failure(tmp_path):
 
 def test_a_failed_must_fails_without_strict(tmp_path):
     """gc-demo's ADD without CNI_CONTAINERID succeeds: exit 0 for a request it must refuse (SPEC-022)."""
-    done = spec_suite(tmp_path, "-k", "faulty and no-containerid and 1.1.0")
+    done = spec_suite(tmp_path, "-k", "faulty and no-containerid and 1.1.0", suite="suites/cni/test_spec_errors.py")
     assert done.returncode == 1 and "1 failed" in done.stdout, done.stdout[-3000:]
     assert "SPEC-022, SPEC-174: exit 0, not a failure" in done.stdout and "DEVIATION" not in done.stdout, \
         done.stdout[-3000:]

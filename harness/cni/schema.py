@@ -20,6 +20,7 @@ list of problems, each ``"<path>: <what>"``; an empty list means valid.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 
 from jsonschema import Draft202012Validator, FormatChecker
@@ -184,6 +185,19 @@ def validate_error(error, version: str, *, require_version: bool = True) -> list
         problems.append(f"code: {code} is reserved and not a well-known error of CNI {version} "
                         f"(0-99 are reserved; {version} defines {allowed}; plugin-specific codes are 100+)")
     return problems
+
+
+def code_2_problems(error, key: str, value) -> list[str]:
+    """SPEC-124 (SPEC.md Error, code 2, MUST: "The error message must contain the key and value of the
+    unsupported field"): what an error object of code 2 given for the unsupported ``key`` = ``value`` lacks,
+    in its ``msg`` and ``details``; nothing for another code (the rule is code 2's)."""
+    if not isinstance(error, dict) or error.get("code") != 2:
+        return []
+    text = f"{error.get('msg', '')} {error.get('details', '')}"
+    shown = value if isinstance(value, str) else json.dumps(value)
+    missing = [what for what, part in (("key", key), ("value", shown)) if part not in text]
+    return [f"SPEC-124: code 2's message {text.strip()!r} does not contain the unsupported field's "
+            f"{' and '.join(missing)} ({key}: {shown})"] if missing else []
 
 
 def validate_version(answer, version: str) -> list[str]:

@@ -11,7 +11,6 @@ KNOWN DEVIATION, saying what it does, the spec's clause and the upstream issue; 
 only when everything else in the test passed and the failure is the one listed, so a new fault
 is not hidden, and a listed one that no longer happens fails ("fixed: remove it").
 """
-import dataclasses
 import itertools
 import json
 import os
@@ -22,74 +21,15 @@ import pytest
 
 from harness.cni.reality import leftovers, mismatches, snapshot
 from harness.cni.runtime import CniError
-from harness.cni.schema import validate_error, validate_result, validate_version
-from pytest_netconform.cni import ASKED_VERSION
-from pytest_netconform.cni_select import (ONCE_PER_BINARY, binary_checks, interface_plugin_checks, newest_claimed,
-                                          older_version_checks, unclaimed, version_claims)
+from harness.cni.schema import validate_result, validate_version
 from pytest_netconform.deviations import verdict
+from pytest_netconform.cni_spec import (SPEC_VERSIONS, attach, chain, checked, error_problems,  # noqa: F401 - chain:
+                                        refusal, requests, runtime_args, show)             # a fixture
 
 pytestmark = pytest.mark.area("CNI spec")
-VERSIONS = pytest.mark.parametrize("version", ["0.4.0", "1.0.0", "1.1.0"])
-PORTS = [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]
+VERSIONS = pytest.mark.parametrize("version", SPEC_VERSIONS)
 ABSENT_NETNS = "/run/netns/netconform-absent"
 NO_ATTACHMENT = {"CNI_CONTAINERID": None, "CNI_NETNS": None, "CNI_IFNAME": None, "CNI_ARGS": None}
-def show(runs) -> str:
-    """Evidence: what each plugin run printed (lines start with two spaces)."""
-    return "\n".join(f"  {r.command} {r.plugin} exit {r.returncode} {r.problem or ''}: stdout "
-                     f"{r.stdout.strip()[:500]!r} stderr {r.stderr.strip()[-300:]!r}" for r in runs)
-
-
-@pytest.fixture
-def chain(request, cni_network, cni_path, version):
-    """The backend under test, its network asked in ``version`` (skipped unless all its plugins claim it).
-    The claims are read before the lab is built: a skip costs a VERSION exec per binary, once."""
-    backend_class, network = cni_network
-    if backend_class.NAME != "cni":
-        pytest.skip(f"{network.profile}: backend {backend_class.NAME!r} is not a CNI plugin chain "
-                    "(the spec suite execs plugins)")
-    runs = version_claims(network, cni_path)
-    if any(runs[plugin] is None for plugin in network.types):
-        return request.getfixturevalue("cni")  # which fails (or skips) naming what is missing
-    for plugin, run in runs.items():
-        assert run is None or (run.result and "supportedVersions" in run.result), f"VERSION {plugin}:\n{show([run])}"
-    refusals = unclaimed(runs, version)
-    if refusals:
-        pytest.skip("; ".join(refusals))
-    newest = newest_claimed(runs, VERSIONS.args[1])
-    if request.node.get_closest_marker("newest_version_only") and version != newest:
-        pytest.skip(f"a check of the plugins' behaviour, not of the cniVersion asked: run once per chain, "
-                    f"at the newest version all its plugins claim ({newest})")
-    binary_checks(request, network, cni_path, version)  # skips a binary-level check made in another chain
-    older_version_checks(request, network, cni_path, version, newest)
-    interface_plugin_checks(request, network, cni_path, version)
-    request.node.stash[ASKED_VERSION] = version
-    cni = request.getfixturevalue("cni")
-    cni.network = dataclasses.replace(cni.network, cni_version=version)
-    return cni
-
-
-def checked(request, chain) -> list[str]:
-    """The chain's plugin types this test checks: all, or for a ``once_per_binary`` test those whose
-    binary it is the first configuration to check (pytest_netconform.cni_select.binary_checks)."""
-    return request.node.stash.get(ONCE_PER_BINARY, list(chain.network.types))
-
-
-def runtime_args(chain) -> dict:
-    wanted = {cap for p in chain.network.plugins for cap, on in (p.get("capabilities") or {}).items() if on}
-    return {"portMappings": PORTS} if "portMappings" in wanted else {}
-
-
-def attach(chain, pod):
-    return chain.attach(pod, **runtime_args(chain))
-
-
-def refusal(operation):
-    """The run that made ``operation`` fail, or None when it succeeded."""
-    try:
-        operation()
-    except CniError as exc:
-        return exc.run
-    return None
 
 
 # ---------------------------------------------------------------- VERSION and versions
@@ -241,70 +181,6 @@ def test_add_into_a_nonexistent_netns_fails_and_a_del_after_it_leaves_nothing(re
 
 
 # ---------------------------------------------------------------- errors
-def error_problems(run, version: str, codes: set | None = None, names: str | None = None) -> list[str]:
-    """Why ``run`` is not the spec's error, each line naming the statement it breaks: a non-zero exit
-    (a MUST), an error object on stdout (a SHOULD from 1.0.0, a MUST in 0.4.0), ``codes`` (the codes
-    table: 1.0.0's SHOULD; 0.4.0's code 1, a SHOULD), the variable code 4 names (a MUST)."""
-    if run.returncode == 0 and not run.problem:
-        return [f"SPEC-022, SPEC-174: exit 0, not a failure: {run.describe()}", show([run])]
-    if run.problem or run.error is None:
-        return [f"SPEC-023, SPEC-123, SPEC-174: not an error object on stdout: {run.describe()}", show([run])]
-    problems = [f"SPEC-123, SPEC-174: {p}" for p in validate_error(run.error, version, require_version=False)]
-    code, text = run.error.get("code"), f"{run.error.get('msg', '')} {run.error.get('details', '')}".strip()
-    if codes and code not in codes:
-        problems.append(f"SPEC-123, SPEC-168: code {code}, the spec says {' or '.join(map(str, sorted(codes)))}")
-    if names and version != "0.4.0" and code == 4 and names not in text:
-        problems.append(f"SPEC-125: code 4's message {text!r} does not name {names}")
-    return problems + ([show([run])] if problems else [])
-
-
-_prev_results: dict[tuple, dict] = {}  # (conflist, cniVersion, plugin path) -> a real ADD's result
-
-
-def requests(request, chain, add_pod) -> list[tuple[str, dict]]:
-    """(plugin, ADD request) per plugin this test checks (``checked``); after the first, with a real
-    prevResult: the result of an ADD of pod0 through this chain at this version, made once per worker and
-    reused, since a request refused for its environment or its configuration must be refused before the
-    plugin acts on prevResult."""
-    key = (chain.network.source, chain.network.cni_version, tuple(chain.runtime.path))
-    mine = checked(request, chain)
-    if any(p["type"] in mine for p in chain.network.plugins[1:]) and key not in _prev_results:
-        _prev_results[key] = attach(chain, add_pod("pod0")).result
-    prev = _prev_results.get(key)
-    add_pod("pod1")
-    return [(p["type"], chain.runtime.prepare(chain.network, p, prev if i else None, runtime_args(chain)))
-            for i, p in enumerate(chain.network.plugins) if p["type"] in mine]
-
-
-FAULTS = {  # case: (environment, spoiling of the request, the code(s) from 1.0.0, the variable code 4 names)
-    "unsupported-version": ({}, lambda conf: dict(conf, cniVersion="9.9.9"), {1}, None),  # 1 in 0.4.0 too
-    "no-command": ({"CNI_COMMAND": None}, None, {4}, "CNI_COMMAND"),
-    "unknown-command": ({"CNI_COMMAND": "FROB"}, None, {4}, "CNI_COMMAND"),
-    "no-containerid": ({"CNI_CONTAINERID": None}, None, {4}, "CNI_CONTAINERID"),
-    "invalid-containerid": ({"CNI_CONTAINERID": "-not/valid!"}, None, {4}, "CNI_CONTAINERID"),
-    "no-netns": ({"CNI_NETNS": None}, None, {4}, "CNI_NETNS"),
-    "no-ifname": ({"CNI_IFNAME": None}, None, {4}, "CNI_IFNAME"),
-    "invalid-ifname": ({"CNI_IFNAME": "much-too-long-ifname"}, None, {4}, "CNI_IFNAME"),
-    "missing-name": ({}, lambda conf: {k: v for k, v in conf.items() if k != "name"}, {7}, None),
-    "ipam-not-object": ({}, lambda conf: dict(conf, ipam=5), {6, 7}, None),
-}
-
-
-@VERSIONS
-@pytest.mark.parametrize("case", list(FAULTS))
-@pytest.mark.once_per_binary
-@pytest.mark.spec("SPEC-030", "SPEC-021", "SPEC-161", "SPEC-022", "SPEC-023", "SPEC-123", "SPEC-174", "SPEC-125",
-                  "SPEC-168")
-def test_a_faulty_request_is_refused_with_the_spec_error_code(request, chain, version, add_pod, case):
-    variables, spoil, codes, name = FAULTS[case]
-    problems = {}
-    for plugin, conf in requests(request, chain, add_pod):
-        run = chain.runtime.exec("ADD", plugin, spoil(conf) if spoil else conf, "netconform-pod1", "/run/netns/pod1",
-                                 "eth0", env_override=variables)
-        problems[plugin] = error_problems(run, version, None if version == "0.4.0" and codes != {1} else codes, name)
-    verdict(request, chain, case, version, problems)
-
-
 @pytest.mark.parametrize("version", ["1.0.0", "1.1.0"])  # code 6 is 1.0.0's; garbage has no version
 @pytest.mark.parametrize("stdin", ["this is not JSON", '"a JSON string, not an object"'], ids=["text", "string"])
 @pytest.mark.once_per_binary

@@ -21,10 +21,9 @@ import pytest
 from harness.cni.reality import leftovers, snapshot
 from harness.cni.runtime import CniError, Here, Runtime
 from harness.cni.schema import code_2_problems
-from pytest_netconform.cni_select import ipam_checks, owners, runnable_at
+from pytest_netconform.cni_spec import (PORTS, SPEC_VERSIONS, chain, error_problems, owned,  # noqa: F401 - chain:
+                                        requests, show)                                  # a fixture
 from pytest_netconform.deviations import verdict
-from pytest_netconform.cni_spec import (PORTS, SPEC_VERSIONS, chain, error_problems,  # noqa: F401 - chain: a fixture
-                                        requests, show)
 
 pytestmark = pytest.mark.area("CNI spec")
 VERSIONS = pytest.mark.parametrize("version", SPEC_VERSIONS)
@@ -62,28 +61,6 @@ def test_a_faulty_request_is_refused_with_the_spec_error_code(request, chain, ve
         problems[plugin] = error_problems(run, version, None if version == "0.4.0" and codes != {1} else codes, name,
                                           fits_040)
     verdict(request, chain, case, version, problems)
-
-
-# ---------------------------------------------------------------- owned checks: the binary's, decided before a lab
-def owned(request, cni_network, cni_config, cni_path, version, wanted: set[str]) -> list[str]:
-    """The types of ``wanted`` (plugin or IPAM types) whose binary this configuration is the first to hold at
-    ``version``; none: skipped, before the lab is built."""
-    backend_class, network = cni_network
-    if backend_class.NAME != "cni":
-        pytest.skip(f"{network.profile}: backend {backend_class.NAME!r} is not a CNI plugin chain")
-    if not runnable_at(network, cni_path, version):
-        request.getfixturevalue("chain")  # which skips, saying which plugin does not claim it or what is missing
-    impl = request.getfixturevalue("cni_impl")
-    found = owners(request.config, impl[0].id if impl else None, cni_path, version)
-    mine = [t for t in network.types if t in wanted and found.get(t) == cni_config]
-    try:
-        mine += [t for t in ipam_checks(request.config, cni_config, network) if t in wanted]
-    except pytest.skip.Exception:
-        pass
-    if not mine:
-        pytest.skip(f"none of {sorted(wanted)} is checked in this configuration (each binary once, in the first "
-                    f"configuration holding it)")
-    return mine
 
 
 # ---------------------------------------------------------------- SPEC-124: code 2 names the key and the value

@@ -71,14 +71,14 @@ def tap_network(network, tuned: bool):
 @pytest.mark.newest_version_only
 @pytest.mark.spec("CONV-021")
 def test_a_chained_plugin_accepts_a_tap_device_as_the_previous_result(
-        request, cni_network, cni_config, cni_path, version, add_pod):
+        request, cni_network, cni_config, cni_path, version):
     """tap makes the pod's eth0 a tap device; tuning, chained after it, must accept that result and set the MTU
     it was asked for (the kernel's eth0 reads TUNED_MTU). The twin: tap alone leaves TAP_MTU, so the MTU read
     back is tuning's doing."""
     if not any(os.access(os.path.join(folder, "tap"), os.X_OK) for folder in cni_path):
         pytest.skip(f"this build ships no tap plugin (none in {':'.join(cni_path)}): CONV-021 needs one")
     owned(request, cni_network, cni_config, cni_path, version, {"tuning"})
-    chain = request.getfixturevalue("chain")
+    chain, add_pod = request.getfixturevalue("chain"), request.getfixturevalue("add_pod")  # the lab: only now
     claims = chain.runtime.version("tap", version).result or {}
     if version not in claims.get("supportedVersions", []):
         pytest.skip(f"tap does not claim {version} ({claims})")

@@ -75,7 +75,7 @@ UNSUPPORTED = {  # plugin type: (a key of its configuration, a value it does not
 @pytest.mark.newest_version_only
 @pytest.mark.spec("SPEC-124", "SPEC-022", "SPEC-023", "SPEC-123", "SPEC-174")
 def test_an_unsupported_field_value_answered_with_code_2_names_its_key_and_value(
-        request, cni_network, cni_config, cni_path, version, add_pod):
+        request, cni_network, cni_config, cni_path, version):
     """SPEC.md Error, code 2 ("Unsupported field in network configuration. The error message must contain the
     key and value of the unsupported field."): each plugin is given a value of one of its own keys it does not
     support. The spec asks for no particular code here, so a plugin's own code (100+) is no finding; a code 2
@@ -83,8 +83,8 @@ def test_an_unsupported_field_value_answered_with_code_2_names_its_key_and_value
     saying what each answered (SPEC-124 applies to code 2 only); test_code_2_is_judged_by_the_key_and_value is
     the same judgement's twin."""
     mine = owned(request, cni_network, cni_config, cni_path, version, set(UNSUPPORTED))
-    chain = request.getfixturevalue("chain")
-    add_pod("pod1")
+    chain = request.getfixturevalue("chain")  # the lab: only now (add_pod, in the signature, would make it first)
+    request.getfixturevalue("add_pod")("pod1")
     problems, answers, codes = {}, [], []
     for plugin in (p for p in chain.network.plugins[:1] if p["type"] in mine):
         key, value = UNSUPPORTED[plugin["type"]]
@@ -187,7 +187,7 @@ def with_capability(network, binary: str, capability: str):
 @pytest.mark.newest_version_only
 @pytest.mark.spec("CONV-009", "SPEC-022", "SPEC-023", "SPEC-123", "SPEC-174", "SPEC-031", "SPEC-147", "SPEC-032")
 def test_a_malformed_capability_argument_is_refused_and_leaves_nothing(
-        request, cni_network, cni_config, cni_path, version, add_pod):
+        request, cni_network, cni_config, cni_path, version):
     """CONVENTIONS.md, Dynamic Plugin specific fields: a plugin "should return an error if it can't act on fields
     that were expected or where the field values were malformed" (CONV-009): each argument in the runtimeConfig
     of the plugin declaring its capability, as a runtime passes it, in the chain cut to the interface plugin and
@@ -196,7 +196,7 @@ def test_a_malformed_capability_argument_is_refused_and_leaves_nothing(
     with an error object, and after the runtime's DEL nothing the failed ADD made may be left (SPEC-031,
     SPEC-147), that DEL completing (SPEC-032: plugins "should generally complete a DEL action without error")."""
     mine = owned(request, cni_network, cni_config, cni_path, version, set(MALFORMED))
-    chain = request.getfixturevalue("chain")
+    chain, add_pod = request.getfixturevalue("chain"), request.getfixturevalue("add_pod")  # the lab: only now
     problems, ignored = {}, []
     for n, binary in enumerate(b for b in MALFORMED if b in mine):
         _, capability, malformed, well_formed, acted_on = MALFORMED[binary]

@@ -26,17 +26,11 @@ import pytest
 from pytest_netconform.cni import ASKED_VERSION
 from pytest_netconform.cni_select import (backend_class_of, id_of, ipam_checks, newest_claimed, owners,
                                           version_claims)
+from pytest_netconform.cni_spec import PORTS, SPEC_VERSIONS, show
 from pytest_netconform.deviations import verdict
 
 pytestmark = pytest.mark.area("CNI spec")
-VERSIONS = ("0.4.0", "1.0.0", "1.1.0")
-PORTS = [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]
-
-
-def show(runs) -> str:
-    """Evidence: what each plugin run printed (lines start with two spaces)."""
-    return "\n".join(f"  {r.command} {r.plugin} exit {r.returncode} {r.problem or ''}: stdout "
-                     f"{r.stdout.strip()[:500]!r} stderr {r.stderr.strip()[-300:]!r}" for r in runs)
+VERSIONS = SPEC_VERSIONS
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@
     python -m harness vm box [RELEASE...]           build (or reuse) the offline boxes netconform/RELEASE
     python -m harness vm clean [--all] [--dry-run]    remove stale boxes from the cache (--all: every box, the .debs)
     python -m harness vm run NAME [--keep-vm] -- ARGS  run pytest ARGS in VM NAME; results in reports/vm/NAME
+    python -m harness vm twohost [--box B] [-- ARGS]  document 004's Flannel across two VMs (VXLAN between them)
     python -m harness matrix [--boxes B..] [-- ARGS]  the suites in each offline box (kernel x builds), merged
     python -m harness impl list                     the implementations' builds (Debian releases) and their state
     python -m harness impl fetch NAME@VERSION       fetch one into the cache (private apt state; nothing installed)
@@ -324,6 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     vm_run.add_argument("--results", help="where the results go (default reports/vm/NAME)")
     vm_run.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then pytest's arguments")
     vm_run.set_defaults(run=_vm_run)
+    two = vm.add_parser("twohost", help="document 004's Flannel across two VMs (harness/vm/twohost.py)")
+    two.add_argument("--box", default="bookworm", help="the offline box of both VMs (default bookworm)")
+    two.add_argument("--keep-vm", action="store_true", help="leave both VMs running afterwards")
+    two.add_argument("--results", help="where the results go (default reports/vm/twohost)")
+    two.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then pytest's arguments (run on node1)")
+    two.set_defaults(run=lambda args: __import__("harness.vm.twohost", fromlist=["command"]).command(args))
     kernels = commands.add_parser("matrix", help="the suites in each offline box (a kernel and its release's "
                                   "builds), merged into one report and one kernel x area view")
     kernels.add_argument("--boxes", nargs="+", metavar="BOX", help="default: bullseye bookworm trixie forky")

@@ -113,8 +113,13 @@ def run(name: str, pytest_args: list[str], project: str, results: str | None = N
     up``, which also rsyncs the checkout to /netconform), test, fetch the results, destroy. The VM is
     destroyed and libvirtd stopped whatever happened, unless ``keep``.
     """
+    return run_session(_Session, name, box_spec(name), pytest_args, project, results, keep, out)
+
+
+def run_session(session_class, name: str, spec: dict, pytest_args: list[str], project: str, results: str | None = None,
+                keep: bool = False, out=None) -> VmRun:
+    """``run``'s steps with a session of ``session_class`` (``_Session``, or the two-host lab's)."""
     out = out or sys.stdout
-    spec = box_spec(name)
     if shutil.which("vagrant") is None:
         raise VmError("vagrant is not installed (apt-get install vagrant vagrant-libvirt; or see vagrantup.com)")
     try:
@@ -124,7 +129,7 @@ def run(name: str, pytest_args: list[str], project: str, results: str | None = N
     record = VmRun(name, results=results or os.path.join(project, "reports", "vm", name))
     shutil.rmtree(record.results, ignore_errors=True)
     os.makedirs(record.results)
-    session = _Session(record, spec, project, keep, out)
+    session = session_class(record, spec, project, keep, out)
     failure = None
     try:
         session.prepare()

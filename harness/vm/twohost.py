@@ -108,32 +108,12 @@ class _TwoHostSession(driver._Session):
 def run(project: str, box: str = "bookworm", pytest_args: list[str] | None = None, results: str | None = None,
         keep: bool = False, out=None) -> driver.VmRun:
     """Both VMs up, the suite on node1, results back, both destroyed (unless ``keep``)."""
-    out = out or sys.stdout
     box_spec = driver.box_spec(box)
     if not box_spec.get("offline"):
         raise VmError(f"vm twohost: box {box!r} is not an offline box (choose one of bullseye, bookworm, trixie, forky)")
-    if shutil.which("vagrant") is None:
-        raise VmError("vagrant is not installed (apt-get install vagrant vagrant-libvirt; or see vagrantup.com)")
-    record = driver.VmRun("twohost", results=results or os.path.join(project, "reports", "vm", "twohost"))
-    shutil.rmtree(record.results, ignore_errors=True)
-    os.makedirs(record.results)
-    session = _TwoHostSession(record, box_spec, project, keep, out)
-    failure = None
-    try:
-        session.prepare()
-        session.up()
-        session.test(list(pytest_args or DEFAULT_ARGS))
-        session.fetch_results()
-        label_results(record.results, {"kernel": record.kernel, "release": box_spec.get("release", box),
-                                       "vm": "twohost"})
-    except VmError as exc:
-        failure = exc
-    finally:
-        destroy_failure = session.destroy()
-        failure = failure or destroy_failure
-        session.release()
-    if failure is not None:
-        raise VmError(f"vm twohost: {failure}")
+    record = driver.run_session(_TwoHostSession, "twohost", box_spec, list(pytest_args or DEFAULT_ARGS), project,
+                                results or os.path.join(project, "reports", "vm", "twohost"), keep, out)
+    label_results(record.results, {"kernel": record.kernel, "release": box_spec.get("release", box), "vm": "twohost"})
     return record
 
 

@@ -99,6 +99,12 @@ def test_a_node_programs_flannel_1_and_its_peer_as_flanneld_does():
         "02:00:00:00:02:00", "192.168.1.11", 0x02)  # NTF_SELF: the VXLAN device's own table
 
 
+def test_each_node_makes_its_own_random_vtep_mac():
+    macs = {flannel_node.random_mac() for _ in range(8)}
+    assert len(macs) == 8, macs
+    assert all(int(mac[:2], 16) & 0x03 == 0x02 for mac in macs), macs  # locally administered, unicast
+
+
 def two_nodes(vni2: int):
     """Two namespaces joined by a veth (each end eth1), programmed as node1 and node2."""
     from pyroute2 import IPRoute

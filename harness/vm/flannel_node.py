@@ -8,7 +8,7 @@ two-host lab; a test's namespace otherwise), what flanneld's VXLAN backend progr
 
 - flannel.1: vxlan VNI 1, dstport 8472 (flannel's Linux port), local = the public IP,
   dev = the underlay link, nolearning, MTU 1450 (FLANNEL_MTU: 1500 - 50), address
-  10.244.N.0/32; its MAC is the kernel's (flanneld publishes it in the lease as VtepMAC);
+  10.244.N.0/32; a random MAC set at creation (flanneld publishes it in the lease as VtepMAC);
 - per remote node, from its lease (subnet, PublicIP, VtepMAC): the route
   "10.244.M.0/24 via 10.244.M.0 dev flannel.1 onlink", the permanent neighbour
   "10.244.M.0 lladdr VtepMAC" and the FDB entry "VtepMAC dst PublicIP self permanent".
@@ -112,10 +112,22 @@ def _index(ipr, name: str) -> int | None:
     return found[0] if found else None
 
 
+def random_mac() -> str:
+    """A random locally administered unicast MAC, as flanneld makes for flannel.1 before creating it."""
+    octets = bytearray(os.urandom(6))
+    octets[0] = (octets[0] & 0xFE) | 0x02
+    return ":".join(f"{octet:02x}" for octet in octets)
+
+
 def up(plan: NodePlan, vtep_mac: str | None = None) -> dict:
-    """Program the node in the calling thread's namespace; return its lease. flannel.1's MAC is the
-    kernel's unless ``vtep_mac`` (the one this node published before: a node rebuilt keeps its lease)."""
+    """Program the node in the calling thread's namespace; return its lease. flannel.1 is made with a
+    MAC of its own, random unless ``vtep_mac`` (the one this node published before: a node rebuilt
+    keeps its lease), as flanneld has done since flannel-io/flannel#1485: left to the kernel, systemd's
+    MACAddressPolicy=persistent derives it from /etc/machine-id and the interface's name
+    (flannel-io/flannel#1155), the same on two VMs of one image, and each node drops the other's
+    frames as its own (measured: the two-host lab's first run, both VMs of one box)."""
     down(plan)  # what a run before left (nothing, normally)
+    vtep_mac = vtep_mac or random_mac()
     nsutil.write_sysctl("net.ipv4.ip_forward", 1)
     pod_fd = nsutil.create_netns(plan.pod)
     try:
@@ -127,7 +139,7 @@ def up(plan: NodePlan, vtep_mac: str | None = None) -> dict:
             if address not in [a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=underlay)]:
                 ipr.addr("add", index=underlay, address=address, prefixlen=int(prefix))
             ipr.link("set", index=underlay, state="up")
-            ipr.link("add", **plan.vxlan(underlay), **({"address": vtep_mac} if vtep_mac else {}))
+            ipr.link("add", **plan.vxlan(underlay), address=vtep_mac)
             vtep = _index(ipr, VTEP)
             ipr.addr("add", index=vtep, address=plan.vtep_address, prefixlen=32)
             ipr.link("set", index=vtep, state="up")

@@ -5,6 +5,7 @@
 #   make bench         the speed benchmark (reports/bench.json)
 #   make corpus        the CNI suites over real runtimes' default configurations, on every CNI build
 #   make soak          the suites SOAK_RUNS times in a row with every core kept busy (reports/soak.json)
+#   make twohost       document 004's Flannel across two VMs (python -m harness vm twohost)
 #   make matrix        the kernel matrix: the suites in a VM of each Debian release (its kernel, its
 #                      builds), merged into reports/matrix (one report, one kernel x area view)
 # Both are idempotent: a second run installs nothing and goes straight to the tests.
@@ -31,7 +32,7 @@ PY          := $(VENV)/bin/python
 PYTEST      := $(VENV)/bin/pytest
 REPORT_ARGS  = --alluredir reports/allure-results --clean-alluredir --junitxml reports/junit.xml
 
-.PHONY: setup setup-check lint-tools system-packages check-packages vm-packages report-tools conformance check vm-check corpus \
+.PHONY: setup setup-check lint-tools system-packages check-packages vm-packages report-tools conformance check vm-check twohost corpus \
         matrix bench soak clean
 
 setup: system-packages $(VENV)/.installed report-tools
@@ -97,7 +98,12 @@ check: setup-check
 # Build or reuse the offline boxes of bookworm (6.1) and forky (7.2), run the VM smoke subset in
 # each, results in reports/vm-check.
 vm-check: setup-check
-	$(PYTEST) tests/ -m vm -v -s
+	$(PYTEST) tests/ -m "vm and not two_hosts" -v -s
+
+# Document 004's Flannel across two VMs (python -m harness vm twohost), through its test in tests/
+# (the machine left as it was, nothing outliving the run). Not in check: to be decided on its time.
+twohost: setup vm-packages
+	$(PYTEST) tests/test_twohost.py -m two_hosts -v -s
 
 # The CNI suites over the corpus of real runtimes' default configurations (harness/cni/corpus): on the
 # installed plugins, then on the other catalogue builds (fetched into the cache first). Not part of check.

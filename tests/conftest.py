@@ -19,3 +19,4 @@ def pytest_terminal_summary(terminalreporter):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "vm: the real VM job (make check runs it on its own, after the other tests)")
+    config.addinivalue_line("markers", "two_hosts: the two-host Flannel run (make twohost; not in make check's vm-check)")

@@ -228,6 +228,7 @@ def test_a_failed_arrangement_is_one_line_and_both_vms_are_still_destroyed(fake_
 # -- the real run: two VMs ------------------------------------------------------------------------
 
 @pytest.mark.vm
+@pytest.mark.two_hosts
 @pytest.mark.timeout(30 * 60 + 60)
 def test_the_two_host_flannel_suite_runs_in_two_vms_and_leaves_the_machine_as_it_was(tmp_path):
     from test_isolation import differences, snapshot

@@ -10,15 +10,16 @@ the twin.
 
 What is checked on the wire, on the nodes' eth0 (the underlay): the pod's echo in IP-in-IP
 from 192.168.1.101 to 192.168.1.102 with the pods' addresses inside, and the reply the same
-way back; with the BGP routes instead, the bare packet; without the tunl0 route, node1
-refuses it (net unreachable) and nothing leaves; with node2's tunl0 down, the capsule
-arrives and node2 refuses it (port unreachable: no tunnel takes protocol 4).
+way back; with the BGP routes instead, the bare packet; without the tunl0 route, the packet
+leaves node1 bare for its default gateway (the underlay's router) and node2 never sees it;
+with node2's tunl0 down, the capsule arrives and node2 refuses it (port unreachable: no
+tunnel takes protocol 4).
 
 Every test needs the ipip link kind; a kernel without it skips with its answer (the VM job
 runs them: ``make vm-check``, bookworm's 6.1 and forky's 7.2).
 """
 import pytest
-from scapy.layers.inet import ICMP, IP
+from scapy.layers.inet import ICMP, IP, IPerror
 from scapy.layers.l2 import Ether
 
 from pytest_netconform import lab_fixture
@@ -32,8 +33,7 @@ calico_ipip = lab_fixture("000-calico-ipip")
 NODE1_IP, NODE2_IP = "192.168.1.101", "192.168.1.102"
 POD1, POD2 = "10.244.1.2", "10.244.2.2"
 UNDERLAY1, UNDERLAY2 = Port("node1", "eth0"), Port("node2", "eth0")
-POD1_ETH0 = Port("pod1", "eth0")
-IPPROTO_IPIP, ICMP_NET_UNREACHABLE, ICMP_PORT_UNREACHABLE = 4, 0, 3
+IPPROTO_IPIP, ICMP_PORT_UNREACHABLE = 4, 3
 # The document's BGP lines, and node2's mirror of them (the lab's).
 BGP_ROUTES = {"node1": Route("10.244.2.0/24", via=NODE2_IP, dev="eth0", proto="bird"),
               "node2": Route("10.244.1.0/24", via=NODE1_IP, dev="eth0", proto="bird")}
@@ -98,20 +98,20 @@ def test_with_the_bgp_route_via_eth0_the_echo_crosses_bare(request):
     assert wrapped == [], "an IP-in-IP packet crossed with no route through tunl0\n" + wrapped.format()
 
 
-@pytest.mark.document("000", "Calico 路由示例: 「dev tunl0 proto bird onlink」: without it node1 has no route "
-                             "to node2's pods")
-def test_without_the_tunl0_route_node1_refuses_the_echo_and_nothing_crosses(calico_ipip):
+@pytest.mark.document("000", "Calico 路由示例: 「dev tunl0 proto bird onlink」: without it the pod's packet "
+                             "leaves bare, by the node's default route")
+def test_without_the_tunl0_route_the_echo_leaves_bare_for_the_default_gateway(calico_ipip):
     calico_ipip.ipr("node1").route("del", dst="10.244.2.0", dst_len=24)
     probe = calico_ipip.probe
-    probe.listen(POD1_ETH0, UNDERLAY1)
+    probe.listen(UNDERLAY1, UNDERLAY2)
     result = probe.ping("pod1", POD2, timeout=QUIET_WINDOW)
     assert not result, "pod2 answered without node1's route through tunl0"
-    # Where it died: node1 took it from pod1 and answered "network unreachable" (it has no default).
-    refused = probe.expect(POD1_ETH0, Ether() / IP(dst=POD1) / ICMP(type=3, code=ICMP_NET_UNREACHABLE)
-                           / IP(src=POD1, dst=POD2))
-    assert refused, "node1 did not answer pod1's echo with network unreachable\n" + refused.format()
-    leaked = probe.expect_none(UNDERLAY1, pod_traffic, inbound=False)
-    assert leaked == [], "pod traffic left node1 with no route for it\n" + leaked.format()
+    # Where it went: out of node1 unwrapped, to the underlay's router (it routes no pod network).
+    router = calico_ipip.mac("host", "underlay")
+    left = probe.expect(UNDERLAY1, Ether(dst=router) / IP(src=POD1, dst=POD2) / ICMP(type=8), inbound=False)
+    assert left, "pod1's echo did not leave node1 bare for 192.168.1.1\n" + left.format()
+    reached = probe.expect_none(UNDERLAY2, pod_traffic)
+    assert reached == [], "pod traffic reached node2 with no route to it\n" + reached.format()
 
 
 @pytest.mark.document("000", "Calico 路由示例 (IPIP mode): the other node's tunl0 takes the capsule off")
@@ -126,5 +126,5 @@ def test_with_node2s_tunl0_down_the_capsule_arrives_and_is_refused(calico_ipip):
     # No tunnel device up takes protocol 4: the kernel answers the sender "port unreachable" (tunnel4_rcv).
     refused = probe.expect(UNDERLAY2, Ether() / IP(src=NODE2_IP, dst=NODE1_IP)
                            / ICMP(type=3, code=ICMP_PORT_UNREACHABLE)
-                           / IP(src=NODE1_IP, dst=NODE2_IP, proto=IPPROTO_IPIP), inbound=False)
+                           / IPerror(src=NODE1_IP, dst=NODE2_IP, proto=IPPROTO_IPIP), inbound=False)
     assert refused, "node2 did not refuse the capsule with port unreachable\n" + refused.format()

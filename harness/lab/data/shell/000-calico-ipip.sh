@@ -3,8 +3,10 @@
 # same ip style: two nodes on an underlay switch, tunl0 as felix sets it up, a pod on each node
 # as in step 7. The routes to the other node's pods are the document's IPIP line (node1) and
 # its mirror (node2); its BGP line "via 192.168.1.102 dev eth0 proto bird" is the suite's twin.
-# the machine: the nodes and the physical switch (lab: the bridge "underlay" in the host)
+# the machine: the nodes and the physical switch (lab: the bridge "underlay" in the host, whose
+# address 192.168.1.1 is the underlay's router)
 ip link add underlay type bridge
+ip addr add 192.168.1.1/24 dev underlay
 ip link set underlay up
 ip netns add node1
 ip netns add node2
@@ -55,6 +57,9 @@ ip netns exec node1 ip route add 10.244.1.2 dev cali1234abcd scope link
 ip netns exec node1 ip route add 10.244.2.0/24 via 192.168.1.102 dev tunl0 proto bird onlink
 ip netns exec node2 ip route add 10.244.2.2 dev cali2222abcd scope link
 ip netns exec node2 ip route add 10.244.1.0/24 via 192.168.1.101 dev tunl0 proto bird onlink
+# lab: the nodes' default route, to the underlay's router
+ip netns exec node1 ip route add default via 192.168.1.1
+ip netns exec node2 ip route add default via 192.168.1.1
 #### teardown
 ip netns del pod1
 ip netns del pod2

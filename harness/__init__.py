@@ -31,14 +31,14 @@ from harness.kernel.nsutil import write_sysctl
 from harness.lab.build import build
 from harness.lab.file import bundled_labs, lab_from_dict, load_lab, load_lab_file
 from harness.lab.live import LiveLab, address, delete_link, set_link
-from harness.lab.model import HOST, Lab
+from harness.lab.model import HOST, Lab, Route
 from harness.probe import DEADLINE, QUIET_WINDOW, Arrival, Delivery, Port, Probe, Seen, Strays, l2_frame
 
 _moved.install()
 
 __all__ = [
     # labs: load, build, hold
-    "load_lab", "load_lab_file", "lab_from_dict", "bundled_labs", "build", "Lab", "LiveLab", "HOST",
+    "load_lab", "load_lab_file", "lab_from_dict", "bundled_labs", "build", "Lab", "Route", "LiveLab", "HOST",
     "set_link", "address", "delete_link", "bridge",
     # the kernel, as a test acts on a lab: a sysctl in the namespace entered (LiveLab.entered),
     # rtnetlink notifications to wait on with a deadline

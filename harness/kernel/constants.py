@@ -62,6 +62,8 @@ SCOPES = {"link": 253, "host": 254, "global": 0}  # RT_SCOPE_*
 ROUTE_TYPES = {"unicast": 1, "blackhole": 6, "unreachable": 7, "prohibit": 8}  # RTN_*
 RTPROT_KERNEL = 2  # a route the kernel made for an address (a connected subnet)
 RTPROT_BOOT = 3  # what `ip route add` marks its routes with
+RTPROT_BIRD = 12  # a route the BIRD daemon installed (Calico's BGP: `proto bird`)
+ROUTE_PROTOCOLS = {"kernel": RTPROT_KERNEL, "boot": RTPROT_BOOT, "static": 4, "bird": RTPROT_BIRD}
 RTNH_F_ONLINK = 4
 DEFAULT_RULES = {(0, RT_TABLE_LOCAL), (32766, RT_TABLE_MAIN), (32767, RT_TABLE_DEFAULT)}  # (priority, table), fresh netns
 
@@ -78,7 +80,7 @@ def table_id(table) -> int:
 
 
 # -- link kinds (how each is made: harness.kernel.linkkinds) ----------------------------------
-LINK_KINDS = ("veth", "bridge", "macvlan", "ipvlan", "vxlan", "tun", "tap", "vlan", "dummy", "vrf")
+LINK_KINDS = ("veth", "bridge", "macvlan", "ipvlan", "vxlan", "tun", "tap", "vlan", "dummy", "vrf", "ipip")
 LINK_MODES = {"macvlan": ("private", "vepa", "bridge", "passthru", "source"), "ipvlan": ("l2", "l3", "l3s")}
 MACVLAN_MODES = {1: "private", 2: "vepa", 4: "bridge", 8: "passthru", 16: "source"}  # MACVLAN_MODE_* bits
 IPVLAN_MODES = {0: "l2", 1: "l3", 2: "l3s"}

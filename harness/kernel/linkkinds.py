@@ -36,6 +36,8 @@ KINDS = {kind.name: kind for kind in (
     LinkKind("tap", 0, TUNTAP),
     LinkKind("veth", 1, RTNL, probe={"kind": "veth", "peer": {"ifname": "nc-cap-peer"}}),
     LinkKind("vxlan", 2, PYROUTE2, probe={"kind": "vxlan", "vxlan_id": 42, "vxlan_port": 4789}),
+    # remote set: a tunnel of its own, not the fallback tunl0 the module makes in every namespace (EEXIST)
+    LinkKind("ipip", 2, RTNL, probe={"kind": "ipip", "ipip_remote": "192.0.2.1"}),
     LinkKind("macvlan", 3, PYROUTE2, parent=True, probe={"kind": "macvlan", "macvlan_mode": "bridge"}),
     LinkKind("ipvlan", 3, PYROUTE2, parent=True, probe={"kind": "ipvlan", "ipvlan_mode": 0}),
     LinkKind("vlan", 3, PYROUTE2, parent=True, probe={"kind": "vlan", "vlan_id": 10}),

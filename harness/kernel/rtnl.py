@@ -26,6 +26,8 @@ SOL_NETLINK, NETLINK_CAP_ACK, NETLINK_EXT_ACK = 270, 10, 11
 NLMSGERR_ATTR_MSG = 1
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER, IFLA_LINKINFO, IFLA_NET_NS_FD = 1, 3, 4, 10, 18, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+# if_tunnel.h: an ipip link's IFLA_INFO_DATA (IFLA_IPTUN_LINK is the underlay device's index)
+IFLA_IPTUN_LINK, IFLA_IPTUN_LOCAL, IFLA_IPTUN_REMOTE, IFLA_IPTUN_TTL, IFLA_IPTUN_PMTUDISC = 1, 2, 3, 4, 10
 IFLA_BR = {"forward_delay": (1, "I"), "ageing_time": (4, "I"), "stp_state": (5, "I"), "vlan_filtering": (7, "B")}
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
 _IFADDR = struct.Struct("=BBBBI")  # family, prefixlen, flags, scope, index
@@ -69,6 +71,26 @@ def unpack_attrs(data: bytes):
             return
         yield kind & 0x3FFF, data[at + 4:at + length]
         at += (length + 3) & ~3
+
+
+def ipip_link_body(name: str, *, local: str | None = None, remote: str | None = None, ttl: int | None = None,
+                   link: int | None = None, mtu: int | None = None) -> bytes:
+    """The RTM_NEWLINK body making an IPv4-in-IPv4 tunnel (IFLA_INFO_KIND "ipip", IFLA_IPTUN_*).
+
+    With neither ``local`` nor ``remote`` the tunnel takes any outer address: the outer
+    destination is then the route's gateway (Calico's ``via 192.168.1.102 dev tunl0 onlink``).
+    Path MTU discovery is on, as `ip link add ... type ipip` asks (the outer header has DF)."""
+    data = pack_attr(IFLA_IPTUN_PMTUDISC, b"\x01")
+    for kind, address in ((IFLA_IPTUN_LOCAL, local), (IFLA_IPTUN_REMOTE, remote)):
+        if address is not None:
+            data += pack_attr(kind, ipaddress.IPv4Address(address).packed)
+    if ttl is not None:
+        data += pack_attr(IFLA_IPTUN_TTL, struct.pack("=B", ttl))
+    if link is not None:
+        data += _u32(IFLA_IPTUN_LINK, link)
+    info = _string(IFLA_INFO_KIND, "ipip") + pack_attr(IFLA_INFO_DATA, data)
+    return (_IFINFO.pack(0, 0, 0, 0, 0) + Rtnl._link_attrs(name, mtu=mtu)  # noqa: SLF001 - the same encoder
+            + pack_attr(IFLA_LINKINFO, info))
 
 
 class Rtnl:
@@ -166,6 +188,10 @@ class Rtnl:
         info = _string(IFLA_INFO_KIND, "bridge") + (pack_attr(IFLA_INFO_DATA, data) if data else b"")
         self.request(RTM_NEWLINK, _IFINFO.pack(0, 0, 0, 0, 0) + self._link_attrs(name, mac, mtu)
                      + pack_attr(IFLA_LINKINFO, info), NLM_F_CREATE | NLM_F_EXCL)
+
+    def add_ipip(self, name: str, **options) -> None:
+        """``ip link add NAME type ipip [local A] [remote B] [ttl N] [dev LINK]`` (``ipip_link_body``)."""
+        self.request(RTM_NEWLINK, ipip_link_body(name, **options), NLM_F_CREATE | NLM_F_EXCL)
 
     def set_link(self, index: int, *, up: bool | None = None, master: int | None = None,
                  mtu: int | None = None, mac: str | None = None) -> None:

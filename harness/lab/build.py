@@ -20,6 +20,7 @@ from harness.kernel import firewall
 from harness.kernel import nsutil
 from harness.errors import BuildError, CapabilityMissing, LabError
 from harness.kernel.tuntap import make_persistent_tuntap
+from harness.kernel.tunnels import make_ipip
 from harness.lab.file import validate
 from harness.lab.live import BR_NETFILTER_SYSCTLS, LiveLab, namespace_defaults
 from harness.kernel.rtnl import NetlinkRefused
@@ -34,6 +35,7 @@ from harness.kernel.constants import (
     NUD_NOARP,
     NUD_PERMANENT,
     ROUTE_TYPES,
+    ROUTE_PROTOCOLS,
     RTNH_F_ONLINK,
     RTPROT_BOOT,
     SCOPES,
@@ -204,7 +206,10 @@ class _Builder:
 
     def _make_on_fast_path(self, node: Node, link: Link) -> None:
         live = self.live
-        if link.kind == "veth":
+        if link.kind == "ipip":  # the fallback tunl0 is the kernel's own: configured, not made (tunnels.py)
+            make_ipip(live.rtnl(node.name), link.name, local=link.local, remote=link.remote, ttl=link.ttl,
+                      link=live.ifindex(node.name, link.parent) if link.parent else None, mtu=link.mtu)
+        elif link.kind == "veth":
             peer = link.peer
             peer_node = peer.node or node.name
             # Made directly in its namespace: moving a veth later costs ~15 ms in the kernel.
@@ -251,7 +256,8 @@ class _Builder:
         dst = "0.0.0.0/0" if route.dst == "default" else route.dst
         net = ipaddress.ip_network(dst, strict=False)
         spec: dict = {"dst": str(net.network_address), "dst_len": net.prefixlen,
-                      "table": table_id(route.table), "proto": RTPROT_BOOT, "type": ROUTE_TYPES[route.type]}
+                      "table": table_id(route.table), "type": ROUTE_TYPES[route.type],
+                      "proto": RTPROT_BOOT if route.proto is None else ROUTE_PROTOCOLS.get(route.proto, route.proto)}
         if route.nexthops:
             spec["multipath"] = [
                 {k: v for k, v in (("gateway", hop.get("via")),
@@ -278,7 +284,7 @@ class _Builder:
                 ipr.route("add", **spec)
             else:
                 self.live.rtnl(node).add_route(
-                    dst, table=spec["table"], proto=RTPROT_BOOT, scope=spec.get("scope", 0), type=spec["type"],
+                    dst, table=spec["table"], proto=spec["proto"], scope=spec.get("scope", 0), type=spec["type"],
                     gateway=spec.get("gateway"), oif=spec.get("oif"), metric=spec.get("priority"),
                     prefsrc=spec.get("prefsrc"), flags=spec.get("flags", 0))
         except (NetlinkError, NetlinkRefused) as exc:

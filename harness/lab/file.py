@@ -78,9 +78,11 @@ def lab_from_dict(data: Any, source: str = "<dict>") -> Lab:
     for node_name, body in data["nodes"].items():
         body = body or {}
         links = []
-        for spec in body.get("links", []):
+        for i, spec in enumerate(body.get("links", [])):
+            if "ipip" in spec and spec["kind"] != "ipip":
+                raise LabError(f"{source}: nodes.{node_name}.links[{i}].ipip: a {spec['kind']} is not an ipip tunnel")
             peer = spec.get("peer")
-            vxlan = spec.get("vxlan") or {}
+            vxlan = spec.get("vxlan") or spec.get("ipip") or {}
             parent, parent_node = spec.get("parent"), None
             if parent and ":" in parent:
                 parent_node, parent = parent.split(":", 1)
@@ -91,6 +93,7 @@ def lab_from_dict(data: Any, source: str = "<dict>") -> Lab:
                 parent=parent, parent_node=parent_node, mode=spec.get("mode"),
                 vni=vxlan.get("id", spec.get("id")), port_udp=vxlan.get("port"), local=vxlan.get("local"),
                 remote=vxlan.get("remote"), vxlan_learning=vxlan.get("learning"), table=spec.get("table"),
+                ttl=vxlan.get("ttl"),
             ))
         nodes.append(Node(
             name=node_name, links=links,

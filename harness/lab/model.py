@@ -57,16 +57,17 @@ class Peer(Settings):
 @dataclass
 class Link(Settings):
     name: str
-    kind: str  # veth bridge macvlan ipvlan vxlan tun tap vlan dummy vrf
+    kind: str  # veth bridge macvlan ipvlan vxlan tun tap vlan dummy vrf ipip
     peer: Peer | None = None  # veth
     bridge: BridgeOptions | None = None  # bridge
-    parent: str | None = None  # macvlan/ipvlan/vlan: the lower link
+    parent: str | None = None  # macvlan/ipvlan/vlan: the lower link; vxlan, ipip: the underlay device
     parent_node: str | None = None  # where the parent lives (default: this node)
     mode: str | None = None  # macvlan/ipvlan mode
     vni: int | None = None  # vxlan id, vlan id
     port_udp: int | None = None  # vxlan dstport
-    local: str | None = None  # vxlan local
-    remote: str | None = None  # vxlan remote
+    local: str | None = None  # vxlan, ipip local
+    remote: str | None = None  # vxlan, ipip remote
+    ttl: int | None = None  # ipip ttl (none: the inner packet's)
     vxlan_learning: bool | None = None
     table: int | None = None  # vrf
 
@@ -82,6 +83,7 @@ class Route:
     metric: int | None = None
     src: str | None = None
     onlink: bool = False
+    proto: str | int | None = None  # who installed it (`proto bird`): a ROUTE_PROTOCOLS name or number; boot
     nexthops: list[dict[str, Any]] = field(default_factory=list)  # multipath: [{via, dev, weight}]
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.kernel.constants import LINK_KINDS, ROUTE_TYPES, SCOPES
+from harness.kernel.constants import LINK_KINDS, ROUTE_PROTOCOLS, ROUTE_TYPES, SCOPES
 
 _port = {
     "type": "object", "additionalProperties": False,
@@ -62,6 +62,9 @@ LAB_SCHEMA: dict[str, Any] = {
                                 "local": {"type": "string"}, "remote": {"type": "string"},
                                 "learning": {"type": "boolean"}}},
                             "table": {"type": "integer"},
+                            "ipip": {"type": "object", "additionalProperties": False, "properties": {
+                                "local": {"type": "string"}, "remote": {"type": "string"},
+                                "ttl": {"type": "integer", "minimum": 1, "maximum": 255}}},
                         }}},
                     "routes": {"type": "array", "items": {
                         "type": "object", "additionalProperties": False, "required": ["dst"],
@@ -71,6 +74,8 @@ LAB_SCHEMA: dict[str, Any] = {
                             "scope": {"enum": list(SCOPES)},
                             "table": {"type": ["integer", "string"]}, "metric": {"type": "integer"},
                             "src": {"type": "string"}, "onlink": {"type": "boolean"},
+                            "proto": {"anyOf": [{"enum": list(ROUTE_PROTOCOLS)},
+                                                {"type": "integer", "minimum": 0, "maximum": 255}]},
                             "nexthops": {"type": "array", "minItems": 1, "items": {
                                 "type": "object", "additionalProperties": False,
                                 "properties": {"via": {"type": "string"}, "dev": {"type": "string"},

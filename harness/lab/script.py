@@ -12,6 +12,7 @@ import textwrap
 
 from harness.kernel.constants import IPV6_QUIET_SYSCTLS, TABLES, table_id
 from harness.kernel.linkkinds import CREATION_ORDER, KINDS, TUNTAP
+from harness.kernel.tunnels import is_fallback
 from harness.errors import LabError
 from harness.lab.file import validate
 from harness.lab.live import BR_NETFILTER_SYSCTLS, namespace_defaults
@@ -113,6 +114,14 @@ def _create(node: Node, link: Link) -> list[list]:
             argv.append("learning" if link.vxlan_learning else "nolearning")
     elif kind == "vrf":
         argv += ["table", link.table or 10]
+    elif kind == "ipip":
+        for word, value in (("local", link.local), ("remote", link.remote), ("ttl", link.ttl), ("dev", link.parent)):
+            if value:
+                argv += [word, value]
+        if is_fallback(link.name, local=link.local, remote=link.remote, link=link.parent):
+            # the ipip module's own tunl0, there already once the module is loaded: EEXIST is fine (as felix)
+            return [[_Raw(f"{_sh(argv)} 2>/dev/null || {_sh(_ip(here, 'link', 'show', 'dev', link.name))} "
+                          ">/dev/null")]]
     return [argv]
 
 
@@ -148,6 +157,8 @@ def _route_args(lab: Lab, node: Node, i: int, route: Route) -> list:
         args += ["metric", route.metric]
     if route.src:
         args += ["src", route.src]
+    if route.proto is not None:
+        args += ["proto", route.proto]
     if route.onlink:
         args.append("onlink")
     for hop in route.nexthops:  # everything after the first `nexthop` belongs to the hops

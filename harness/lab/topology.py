@@ -28,6 +28,9 @@ def _detail(link: Link, is_peer: bool) -> list[str]:
             "vlan": f"vlan {link.vni}", "vrf": f"vrf table {link.table or 10}"}.get(link.kind, link.kind)
     if link.kind == "vxlan":
         kind = f"vxlan VNI {link.vni} port {link.port_udp or 8472}" + (f" remote {link.remote}" if link.remote else "")
+    if link.kind == "ipip":
+        kind = "ipip" + "".join(f" {word} {value}" for word, value in (("local", link.local), ("remote", link.remote))
+                                if value)
     return [kind, *link.addresses]
 
 

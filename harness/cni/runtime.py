@@ -82,6 +82,13 @@ class PluginRun:
         return f"{what}: exit {self.returncode}"
 
 
+def evidence(runs) -> str:
+    """What each plugin run printed, a line each starting with two spaces (verdict() keeps such lines as
+    evidence, not claims)."""
+    return "\n".join(f"  {r.command} {r.plugin} exit {r.returncode} {r.problem or ''}: stdout "
+                     f"{r.stdout.strip()[:400]!r} stderr {r.stderr.strip()[-200:]!r}" for r in runs)
+
+
 class Here:
     """No lab: plugins exec'd in the caller's namespaces (for VERSION, which touches no network)."""
 

@@ -16,7 +16,7 @@ import pytest
 from harness.cni import derived, expect
 from harness.cni.conf import bundled_profiles
 from harness.cni.reality import leftovers, mismatches, snapshot
-from harness.cni.runtime import CniError
+from harness.cni.runtime import CniError, evidence
 from harness.kernel.constants import RTMGRP_LINK
 from harness.kernel.netops import NetlinkWatch
 from harness.probe import DEADLINE, QUIET_WINDOW
@@ -52,12 +52,6 @@ def net(request, cni_network, cni_config, cni_path):  # cni_path: parametrized b
     if reason:
         pytest.skip(reason)
     return request.getfixturevalue("cni")
-
-
-def show(runs) -> str:
-    """Evidence: what each plugin run printed."""
-    return "\n".join(f"  {r.command} {r.plugin} exit {r.returncode} {r.problem or ''}: stdout "
-                     f"{r.stdout.strip()[:400]!r} stderr {r.stderr.strip()[-200:]!r}" for r in runs)
 
 
 def link_state(live, pod: str, name: str) -> tuple | None:
@@ -120,12 +114,12 @@ def test_add_into_an_ifname_the_pod_has_fails_and_leaves_that_link(net, add_pod)
                            net.container_id("pod1"), net.netns_path("pod1"), "eth0")
     if run.returncode == 0 and not run.problem:
         pytest.fail(f"SPEC-027: ADD with CNI_IFNAME eth0, which pod1 already has ({before}), succeeded:\n"
-                    f"{show([run])}", pytrace=False)
+                    f"{evidence([run])}", pytrace=False)
     assert run.returncode not in (0, None), f"SPEC-022: {run.describe()}"
     assert run.error is not None and not run.problem, \
-        f"SPEC-023, SPEC-123: not an error object on stdout: {run.describe()}\n{show([run])}"
+        f"SPEC-023, SPEC-123: not an error object on stdout: {run.describe()}\n{evidence([run])}"
     after = link_state(net.live, "pod1", "eth0")
-    assert after == before, f"SPEC-027: the refused ADD changed pod1's own eth0: {before} -> {after}\n{show([run])}"
+    assert after == before, f"SPEC-027: the refused ADD changed pod1's own eth0: {before} -> {after}\n{evidence([run])}"
     attachment = net.attach("pod1", "eth1")  # the twin: a free name
     assert link_state(net.live, "pod1", "eth1") is not None and not mismatches(net.live, attachment), \
         f"ADD with the free name eth1: {mismatches(net.live, attachment)}"
@@ -163,7 +157,7 @@ def test_an_add_whose_ipam_fails_returns_the_error_and_leaves_nothing_of_the_pod
                  if fact.split()[1] == "link" or (fact.split(":")[0], fact.split()[-1]) not in links
                  and (fact.split(":")[0], fact.split()[-3] if fact.split()[1] == "route" else "") not in links]
     verdict(request, backend, "ipam-fails-during-add", narrow.cni_version,
-            {first["type"]: problems + [show([run])] if problems else []})
+            {first["type"]: problems + [evidence([run])] if problems else []})
 
 
 # ---------------------------------------------------------------- more than one attachment
@@ -197,7 +191,7 @@ def test_a_second_attachment_has_its_own_interface_and_del_of_it_leaves_the_firs
             pytest.skip(f"{net.network.name} refuses a second attachment of one container (no statement "
                         f"requires it to accept one; SPEC-139 cannot be judged): {exc}")
         raise AssertionError(f"SPEC-197: ADD of pod1's second interface eth1 ({second.network.name}) "
-                             f"was refused: {exc}\n{show([exc.run] if exc.run else [])}") from None
+                             f"was refused: {exc}\n{evidence([exc.run] if exc.run else [])}") from None
     for attachment in (first, other):
         wrong = mismatches(net.live, attachment)
         assert not wrong, f"SPEC-139: {attachment.ifname}'s result is not what is there: {wrong}"
@@ -212,7 +206,7 @@ def test_a_second_attachment_has_its_own_interface_and_del_of_it_leaves_the_firs
     except CniError as exc:  # e.g. state (an iptables chain) keyed by container alone, still used by eth0
         verdict(request, second, "second-ifname-del", second.network.cni_version,
                 {exc.run.plugin if exc.run else "the chain": [f"SPEC-139: DEL of pod1's eth1 was refused: {exc}",
-                                                              show([exc.run] if exc.run else [])]})
+                                                              evidence([exc.run] if exc.run else [])]})
     have = link_state(net.live, "pod1", "eth0")
     assert have and set(first.addresses()) <= set(have[3]), \
         f"SPEC-139: DEL of eth1 changed eth0: it has {have}, ADD gave {first.addresses()}"
@@ -262,7 +256,7 @@ def test_del_after_the_netns_is_gone_succeeds_and_releases_what_add_made(request
         verdict(request, net, "del-after-netns-gone", net.network.cni_version, {exc.run.plugin if exc.run else
                 net.network.types[0]: [f"SPEC-032, SPEC-033, SPEC-035, SPEC-152: DEL of pod1 after its namespace "
                                        f"{attachment.netns} was deleted failed: {exc}",
-                                       show([exc.run] if exc.run else []), *evidence]})
+                                       evidence([exc.run] if exc.run else []), *evidence]})
         return
     left = leftovers(net.live, before)
     problems = [f"SPEC-033: DEL after the namespace went did not release the reservation: {fact}" if

@@ -5,53 +5,28 @@ an error of its own; an IPAM plugin whose addresses are exhausted says so.
 STATUS carries no attachment (CNI_COMMAND and CNI_PATH only) and touches no network: each check runs with no
 lab, once per plugin binary (pytest_netconform.cni_select.owners: the first configuration of the run holding it),
 at cniVersion 1.1.0 only, on builds whose plugins claim it (cni-plugins@1.9.1 here). The forwarding is
-observed with an IPAM plugin of the test's own (RECORDER, written next to nothing else on CNI_PATH) put in
+observed with an IPAM plugin of the test's own (harness.cni.recorder, alone in a directory on CNI_PATH) put in
 the plugin's ``ipam.type``: what it was sent, and its error surfacing through the plugin. Known deviations go
 through verdict() (harness/impl/expectations/<build>.yaml).
 """
-import json
-import os
-import sys
 import types
 
 import pytest
 
-from harness.cni.runtime import NO_ATTACHMENT, Here, Runtime
+from harness.cni import recorder as ipam_recorder
+from harness.cni.runtime import NO_ATTACHMENT, Here, Runtime, evidence
 from harness.cni.schema import validate_error
 from pytest_netconform.cni_select import ipam_checks, owners, unclaimed, version_claims
 from pytest_netconform.deviations import verdict
 
 pytestmark = pytest.mark.area("CNI spec")
 VERSION = "1.1.0"  # STATUS is 1.1.0's
-RECORDER_TYPE = "netconform-status-ipam"
-RECORDER = f"""#!{sys.executable}
-# An IPAM plugin of the test's: records each command it is sent, and answers STATUS as answer.json says.
-import json, os, sys
-here = os.path.dirname(os.path.abspath(__file__))
-conf = json.load(sys.stdin)
-with open(os.path.join(here, "record.jsonl"), "a") as log:
-    log.write(json.dumps({{"command": os.environ.get("CNI_COMMAND"), "stdin": conf}}) + "\\n")
-with open(os.path.join(here, "answer.json")) as answer:
-    code = json.load(answer).get("code")
-if os.environ.get("CNI_COMMAND") == "VERSION":
-    print(json.dumps({{"cniVersion": conf.get("cniVersion"), "supportedVersions": ["1.0.0", "1.1.0"]}}))
-elif code is not None:
-    print(json.dumps({{"cniVersion": conf.get("cniVersion"), "code": code,
-                      "msg": "{RECORDER_TYPE}: told to be unavailable"}}))
-    sys.exit(1)
-"""
-
-
-def show(runs) -> str:
-    """Evidence: what each plugin run printed (lines start with two spaces)."""
-    return "\n".join(f"  {r.command} {r.plugin} exit {r.returncode} {r.problem or ''}: stdout "
-                     f"{r.stdout.strip()[:400]!r} stderr {r.stderr.strip()[-200:]!r}" for r in runs)
 
 
 @pytest.fixture
 def status(request, cni_network, cni_config, cni_path, cni_impl, tmp_path):
     """(network, the plugin types this configuration checks, a lab-less runtime whose CNI_PATH ends with the
-    recorder's directory, that directory, the build's id): skipped unless every plugin claims 1.1.0."""
+    recorder's directory, the recorder, the build's id): skipped unless every plugin claims 1.1.0."""
     backend_class, network = cni_network
     if backend_class.NAME != "cni":
         pytest.skip(f"{network.profile}: backend {backend_class.NAME!r} is not a CNI plugin chain")
@@ -61,11 +36,8 @@ def status(request, cni_network, cni_config, cni_path, cni_impl, tmp_path):
     build = cni_impl[0].id if cni_impl else None
     found = owners(request.config, build, cni_path, VERSION)
     mine = [plugin for plugin in network.types if found.get(plugin) == cni_config]
-    recorder = tmp_path / "recorder"
-    recorder.mkdir()
-    (recorder / RECORDER_TYPE).write_text(RECORDER)
-    (recorder / RECORDER_TYPE).chmod(0o755)
-    runtime = Runtime(Here(), path=[*cni_path, str(recorder)], state_dir=str(tmp_path))
+    recorder = ipam_recorder.Recorder(tmp_path / "recorder")
+    runtime = Runtime(Here(), path=[*cni_path, str(recorder.directory)], state_dir=str(tmp_path))
     yield network, mine, runtime, recorder, build
     runtime.close()
 
@@ -90,7 +62,7 @@ def test_status_of_a_ready_plugin_exits_0(status):
         pytest.skip("each plugin binary's STATUS is checked in the first configuration holding it")
     runs = [ask(runtime, network, plugin) for plugin in network.plugins if plugin["type"] in mine]
     failed = [run for run in runs if run.returncode != 0 or run.problem]
-    assert not failed, f"SPEC-053: STATUS of a ready plugin did not exit 0:\n{show(failed)}"
+    assert not failed, f"SPEC-053: STATUS of a ready plugin did not exit 0:\n{evidence(failed)}"
 
 
 @pytest.mark.spec("SPEC-060", "SPEC-061", "SPEC-054")
@@ -105,18 +77,17 @@ def test_status_is_forwarded_to_the_delegated_ipam_and_its_error_returned(reques
         pytest.skip("no plugin of this configuration that delegates to an IPAM is checked here")
     problems = {}
     for plugin in delegating:
-        mimic = {**plugin, "ipam": {**plugin["ipam"], "type": RECORDER_TYPE}}
+        mimic = {**plugin, "ipam": {**plugin["ipam"], "type": ipam_recorder.TYPE}}
         found, runs = [], []
         for code in (None, 50):
-            (recorder / "answer.json").write_text(json.dumps({"code": code}))
-            (recorder / "record.jsonl").unlink(missing_ok=True)
+            recorder.answer(STATUS=(code, "told to be unavailable") if code else None)
+            recorder.clear()
             runs.append(run := ask(runtime, network, mimic))
-            sent = [json.loads(line) for line in (recorder / "record.jsonl").read_text().splitlines()] \
-                if (recorder / "record.jsonl").exists() else []
+            sent = recorder.record()
             if [s["command"] for s in sent] != ["STATUS"]:
                 found.append(f"SPEC-060: STATUS {plugin['type']} with its IPAM {'unavailable' if code else 'ready'}: "
                              f"the IPAM was sent {[s['command'] for s in sent]}, not one STATUS")
-            elif sent[0]["stdin"].get("ipam", {}).get("type") != RECORDER_TYPE:
+            elif sent[0]["stdin"].get("ipam", {}).get("type") != ipam_recorder.TYPE:
                 found.append(f"SPEC-060: the IPAM's STATUS was not sent the plugin's configuration: {sent[0]['stdin']}")
             if code is None and (run.returncode != 0 or run.problem):
                 found.append(f"SPEC-053: STATUS {plugin['type']} with a ready IPAM: {run.describe()}")
@@ -125,7 +96,7 @@ def test_status_is_forwarded_to_the_delegated_ipam_and_its_error_returned(reques
                              f"{run.describe()}, not an error object")
             elif code is not None:
                 found += [f"SPEC-054: {p}" for p in validate_error(run.error, VERSION, require_version=False)]
-        problems[plugin["type"]] = [*found, show(runs)] if found else []
+        problems[plugin["type"]] = [*found, evidence(runs)] if found else []
     verdict(request, judged(network, runtime, build), "status-forwarded", VERSION, problems)
 
 
@@ -145,10 +116,10 @@ def test_status_of_an_ipam_whose_addresses_are_exhausted_is_an_error(request, st
         taken = runtime.exec("ADD", ipam_type, conf, "netconform-status-1", "/run/netns/dev-none", "eth0")
         refused = runtime.exec("ADD", ipam_type, conf, "netconform-status-2", "/run/netns/dev-none", "eth0")
         assert taken.returncode == 0 and refused.returncode != 0, \
-            f"the range of one address is not exhausted after one ADD:\n{show([taken, refused])}"
+            f"the range of one address is not exhausted after one ADD:\n{evidence([taken, refused])}"
         run = runtime.exec("STATUS", ipam_type, conf, env_override=NO_ATTACHMENT)
         problems[ipam_type] = [] if run.returncode != 0 and run.error is not None else [
-            f"SPEC-056: STATUS with no address left in its range: {run.describe()}", show([taken, refused, run])]
+            f"SPEC-056: STATUS with no address left in its range: {run.describe()}", evidence([taken, refused, run])]
     if not problems:
         pytest.skip("no host-local IPAM checked in this configuration (the first delegating to it checks it)")
     verdict(request, judged(network, runtime, build), "status-exhausted", VERSION, problems)

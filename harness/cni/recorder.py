@@ -23,7 +23,7 @@ TYPE = "netconform-recorder"
 STDERR_LINE = "netconform-recorder: executed"  # what it writes on stderr (SPEC-107: passed on to the caller's)
 VERSIONS = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 
-SCRIPT = f"""#!{sys.executable}
+SCRIPT = f"""#!{sys.executable} -S
 # {TYPE}: harness/cni/recorder.py. Records each execution; answers as answer.json says.
 import json, os, sys
 here = os.path.dirname(os.path.abspath(__file__))

@@ -24,8 +24,8 @@ KILL_TABLE = os.path.join(PROJECT, "reports", "kill-table.txt")
 CORPUS = ("kubenet",)  # a bridge configuration of the corpus (with portmap, kube-proxy's mark chain): the CNI faults' ground
 CNI_SUITES = ("suites/cni/test_spec.py", "suites/cni/test_spec_args.py", "suites/cni/test_spec_ipam.py",
               "suites/cni/test_spec_status.py", "suites/cni/test_spec_check.py", "suites/cni/test_spec_dhcp.py",
-              "suites/cni/test_spec_errors.py",
-              "suites/cni/test_spec_chain.py")  # left out: the spec suites check the protocol, not the datapath
+              "suites/cni/test_spec_errors.py", "suites/cni/test_spec_chain.py",
+              "suites/cni/test_spec_delegation.py")  # left out: the spec suites check the protocol, not the datapath
 # Faults whose change to a corpus configuration's labs is no change of its datapath (an equivalent
 # mutant there), with why; anywhere else they must still be caught.
 EQUIVALENT_IN_CORPUS = {

@@ -19,8 +19,8 @@ import pytest
 
 from harness.cni import recorder as ipam_recorder
 from harness.cni.runtime import GC_ATTACHMENTS, NO_ATTACHMENT, Here, Runtime, evidence
-from pytest_netconform.cni import (backend_class_of, id_of, kernel_lacks, newest_claimed, owners, verdict,
-                                   version_claims)
+from pytest_netconform.cni_select import backend_class_of, id_of, kernel_lacks, newest_claimed, owners, version_claims
+from pytest_netconform.deviations import verdict
 
 pytestmark = pytest.mark.area("CNI spec")
 VERSIONS = ("1.1.0", "1.0.0", "0.4.0")  # the spec versions with statements here, newest first
@@ -83,7 +83,8 @@ def call(case, command: str, prev_result: dict | None = None, **env):
         conf.update({key: [] for key in GC_ATTACHMENTS} if command == "GC" else {})
         env = {**NO_ATTACHMENT, **env}
     attachment = (case.net.container_id(POD), case.net.netns_path(POD), IFNAME) if case.net else ("", "", "")
-    run = case.runtime.exec(command, case.plugin, conf, *attachment, f"IgnoreUnknown=1;NETCONFORM_TOKEN={token}", env_override={EXTRA: token, **env})
+    run = case.runtime.exec(command, case.plugin, conf, *attachment, f"IgnoreUnknown=1;NETCONFORM_TOKEN={token}",
+                            env_override={EXTRA: token, **env})
     return run, case.recorder.record()
 
 
@@ -94,6 +95,11 @@ def judged(case):
 
 def failed(run) -> bool:
     return run.returncode != 0 or run.problem is not None or run.error is not None
+
+
+def said(run) -> str:
+    """What the plugin's error object says (msg and details), or nothing."""
+    return f"{(run.error or {}).get('msg') or ''} {(run.error or {}).get('details') or ''}"
 
 
 def as_executed(case, run, records, env_statement: str) -> list[str]:
@@ -183,7 +189,7 @@ def test_check_passes_the_delegated_ipams_error_on_to_its_caller(request, lab):
     failing, records = call(lab, "CHECK", add.result)
     lab.recorder.answer()
     found = [f"SPEC-044: CHECK with the IPAM answering success: {passing.describe()}"] if failed(passing) else []
-    if "told to fail CHECK" not in ((failing.error or {}).get("msg") or "") + ((failing.error or {}).get("details") or ""):
+    if "told to fail CHECK" not in said(failing):
         found.append(f"SPEC-044: CHECK with the IPAM answering error {FAILED} (executed for "
                      f"{[r['command'] for r in records]}): {failing.describe()}, not an error object passing it on")
     delete, _ = call(lab, "DEL", add.result)
@@ -204,11 +210,10 @@ def test_gc_reports_the_delegated_ipams_error_back(request, delegation):
     delegation.recorder.answer(GC=(FAILED, "told to fail GC"))
     failing, records = call(delegation, "GC")
     found = [f"SPEC-070: GC with the IPAM answering success: {passing.describe()}"] if failed(passing) else []
-    told = ((failing.error or {}).get("msg") or "") + ((failing.error or {}).get("details") or "")
     if [r["command"] for r in records] != ["GC"]:
         found.append(f"SPEC-070: GC was not forwarded to the IPAM (executed for {[r['command'] for r in records]}; "
                      f"{failing.describe()}): its error cannot reach the runtime, SPEC-069 not judged")
-    elif "told to fail GC" not in told:
+    elif "told to fail GC" not in said(failing):
         found.append(f"SPEC-069: GC with the IPAM answering error {FAILED}: {failing.describe()}, not an error "
                      "object reporting it")
     verdict(request, judged(delegation), "gc-delegated-error", delegation.version,

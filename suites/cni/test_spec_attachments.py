@@ -249,18 +249,18 @@ def test_del_after_the_netns_is_gone_succeeds_and_releases_what_add_made(request
     # Whose: the interface plugin's (SPEC-035: it "should delegate the DEL action to the IPAM plugin and
     # clean up its own resources"); known deviations are listed per implementation (the expectations files),
     # each leftover its own line, so that one not listed is a new failure.
-    evidence = [f"  before the DEL: {fact}" for fact in outlived]
+    outlived_lines = [f"  before the DEL: {fact}" for fact in outlived]
     try:
         net.detach("pod1")
     except CniError as exc:
         verdict(request, net, "del-after-netns-gone", net.network.cni_version, {exc.run.plugin if exc.run else
                 net.network.types[0]: [f"SPEC-032, SPEC-033, SPEC-035, SPEC-152: DEL of pod1 after its namespace "
                                        f"{attachment.netns} was deleted failed: {exc}",
-                                       evidence([exc.run] if exc.run else []), *evidence]})
+                                       evidence([exc.run] if exc.run else []), *outlived_lines]})
         return
     left = leftovers(net.live, before)
     problems = [f"SPEC-033: DEL after the namespace went did not release the reservation: {fact}" if
                 fact.startswith("state: ") else f"SPEC-035, SPEC-152: DEL after the namespace went left {fact}"
                 for fact in left]
     verdict(request, net, "del-after-netns-gone", net.network.cni_version,
-            {net.network.types[0]: problems + evidence if problems else []})
+            {net.network.types[0]: problems + outlived_lines if problems else []})

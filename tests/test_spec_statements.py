@@ -98,7 +98,11 @@ def test_the_coverage_command_prints_every_statement_and_a_summary_per_level():
     lines = done.stdout.splitlines()
     assert sum(1 for line in lines if line.startswith(("SPEC-", "CONV-"))) == len(committed())
     assert "SPEC-036\t1.0.0,1.1.0\tMUST\tcni/test_spec.py::test_del_removes_what_add_made_and_a_del_of_what_is_not_there_succeeds" in done.stdout
-    assert "\tnot testable on a plugin binary: runtime-side" in done.stdout and "\tpending: issue 13" in done.stdout
+    assert "\tnot testable on a plugin binary: runtime-side" in done.stdout
+    # Only a statement the file calls pending is printed so (none is left once every testable one is checked;
+    # a checked one is printed with its tests).
+    printed = {line.split("\t")[0] for line in lines if "\tpending: " in line}
+    assert printed <= {entry["id"] for entry in committed() if entry.get("pending")}
     assert lines[-6].startswith("all: ") and [line.split(":")[0] for line in lines[-5:]] == list(spec.LEVELS)
 
 

@@ -96,12 +96,13 @@ check: setup-check
 	$(MAKE) --no-print-directory vm-check || status=$$?; exit $$status
 
 # Build or reuse the offline boxes of bookworm (6.1) and forky (7.2), run the VM smoke subset in
-# each, results in reports/vm-check.
+# each, results in reports/vm-check; then document 004's Flannel across two bookworm VMs (about 3.5
+# minutes with the box cached: under issue 14's 5-minute bar for make check).
 vm-check: setup-check
-	$(PYTEST) tests/ -m "vm and not two_hosts" -v -s
+	$(PYTEST) tests/ -m vm -v -s
 
 # Document 004's Flannel across two VMs (python -m harness vm twohost), through its test in tests/
-# (the machine left as it was, nothing outliving the run). Not in check: to be decided on its time.
+# (the machine left as it was, nothing outliving the run), alone; vm-check runs it too.
 twohost: setup vm-packages
 	$(PYTEST) tests/test_twohost.py -m two_hosts -v -s
 

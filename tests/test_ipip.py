@@ -20,7 +20,8 @@ from harness.lab.build import build
 from harness.lab.file import lab_from_dict
 from harness.lab.script import shell_script
 
-from test_builder import kernel_words, netns_state, one_line
+from test_builder import netns_state, one_line
+from test_lab_hooks import kernel_words
 
 
 def decoded(body: bytes) -> ifinfmsg:

@@ -91,7 +91,11 @@ RATE = 8_000_000  # bits/s: 1 MB/s, a 256 KiB transfer takes about 0.2 s after t
 BURST = 512_000  # bits: 64000 bytes; the plugin's queue holds the burst and 25 ms at the rate (89 KB)
 WINDOW = 16 * 1024  # the sender's buffer (the kernel doubles it): the bytes in flight stay below that queue
 SIZE = 256 * 1024
-TOLERANCE = 0.25  # the measured rate, after the burst, within 25 % of the rate asked
+# The measured rate, after the burst: at most CEILING times the rate asked (a shaper's promise is a ceiling),
+# and at least FLOOR times it. The floor is loose: TCP through the shaper's tail drops reached 57 % of the
+# rate on a CPU-starved VM (qemu TCG), and what it must catch is a rate off by a factor (bits taken for
+# bytes: an eighth; kbit for bit: a thousandth), not a slow machine.
+CEILING, FLOOR = 1.25, 0.4
 FAST = 4  # the twin: without the capability the same transfer goes at least 4 times the rate asked
 
 
@@ -114,7 +118,7 @@ def test_bandwidth_shapes_each_direction_to_the_rate_its_capability_or_configura
     egressBurst, in bits) given as runtimeConfig to a bandwidth plugin declaring the capability (pod1, on a
     sibling chain whose bandwidth plugin has no rates of its own); and the same keys in the plugin's
     configuration (pod3, on the chain under test, where it has them). A bounded TCP transfer of SIZE bytes
-    each way between the pod and the host: the rate after the burst within TOLERANCE of the rate asked; the
+    each way between the pod and the host: the rate after the burst between FLOOR and CEILING times the rate asked; the
     twin, pod2 on the sibling chain attached without the argument, goes at least FAST times RATE."""
     def capability_only(plugins):  # no rates of its own: only the runtime's argument shapes
         plugins[plugins.index(plugin_of(plugins, "bandwidth"))] = {"type": "bandwidth",
@@ -138,9 +142,9 @@ def test_bandwidth_shapes_each_direction_to_the_rate_its_capability_or_configura
             measured.append(seen)
             if rate is None and got < FAST * RATE:
                 problems.append(f"the twin is not fast: {seen}, asking no {direction}Rate")
-            elif rate is not None and abs(got - rate) > TOLERANCE * rate:
+            elif rate is not None and not FLOOR * rate <= got <= CEILING * rate:
                 problems.append(f"{seen}, asked {direction}Rate {rate / 1e6:g} Mbit/s "
-                                f"(burst {burst} bits, tolerance {TOLERANCE:.0%})")
+                                f"(burst {burst} bits; between {FLOOR:g} and {CEILING:g} times the rate)")
     request.node.user_properties.append(("measured", "; ".join(measured)))
     verdict(request, sibling, "bandwidth-rates", sibling.network.cni_version, {"bandwidth": problems})
 

@@ -26,6 +26,8 @@ import struct
 import threading
 from collections.abc import Callable
 
+from pyroute2.netlink.exceptions import NetlinkError
+
 from harness.errors import LabError
 from harness.kernel import fdwait
 from harness.kernel.deadline import DEADLINE, QUIET_WINDOW, Deadline
@@ -102,6 +104,21 @@ def _pending(fd: int) -> list[bytes]:
             return out
 
 
+def _route_the_network(live, node: str, device: str) -> None:
+    """flanneld's UDP backend adds the flannel network's route on its TUN itself (backend/udp, configureIface:
+    "explicitly add a route since there might be a route for a subnet already installed by Docker and then it
+    won't get auto added"), tolerating EEXIST: 6.x kernels made it as the address's connected route, 5.10 had
+    not, for a TUN that was up without a carrier when its address came."""
+    ipr, index = live.ipr(node), live.ifindex(node, device)
+    for message in ipr.get_addr(index=index, family=socket.AF_INET):
+        network = ipaddress.ip_interface(f"{message.get_attr('IFA_ADDRESS')}/{message['prefixlen']}").network
+        try:
+            ipr.route("add", dst=str(network), oif=index, scope=0)
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:
+                raise
+
+
 class UdpTunnel:
     """Flanneld's UDP backend for the nodes of a live lab, in a background thread.
 
@@ -135,6 +152,7 @@ class UdpTunnel:
             for _, node, public in self.leases:
                 fd = _attach(live, node, device, "tun")
                 self._tun[fd] = node
+                _route_the_network(live, node, device)
                 with live.entered(node):
                     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
                 self._out[node] = sock

@@ -244,8 +244,8 @@ def test_parallel_adds_and_dels_get_distinct_addresses_and_leave_nothing(chain, 
     # The network is up first: bridge 1.1.1's first ADDs race (each reports cni0's MAC as it read it, before
     # the first to finish pins it), so concurrent first ADDs can report a MAC cni0 no longer has.
     attach(chain, add_pod("pod0"))
+    pods = [add_pod(f"pod{i}") for i in range(1, 4)]  # before the snapshot: what a new namespace has is no leftover
     before = snapshot(chain.live, chain.state_dir)
-    pods = [add_pod(f"pod{i}") for i in range(1, 4)]
     home = os.stat("/proc/thread-self/ns/net").st_ino
     with ThreadPoolExecutor(len(pods) + 1) as pool:  # Runtime.exec enters the host node on the calling thread
         adds = [pool.submit(attach, chain, pod) for pod in pods]

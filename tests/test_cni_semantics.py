@@ -140,7 +140,8 @@ def datapath(tmp_path, cni_path, *args: str, selected: str = SELECTED) -> subpro
     conflist = tmp_path / "mybridge.conflist"
     conflist.write_text(json.dumps(MYBRIDGE))
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA",
-                           "suites/cni/test_datapath.py", "--cni-conf", str(conflist), "--cni-path", str(cni_path),
+                           "suites/cni/test_datapath.py", "suites/cni/test_datapath_del.py", "--cni-conf", str(conflist),
+                           "--cni-path", str(cni_path),
                            "--basetemp", str(tmp_path / "run"), "-k", f"({selected}) and not ipv6", *args],
                           cwd=PROJECT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
                           env=dict(os.environ, COLUMNS="300"))
@@ -191,7 +192,8 @@ def test_flannel_with_the_subnet_env_flanneld_would_write_passes_the_datapath(tm
     conflist = tmp_path / "k3s-flannel.conflist"
     conflist.write_text(json.dumps(FLANNEL))
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA",
-                           "suites/cni/test_datapath.py", "--cni-conf", str(conflist), "--impl", "cni-plugins@0.9.0",
+                           "suites/cni/test_datapath.py", "suites/cni/test_datapath_del.py", "--cni-conf", str(conflist),
+                           "--impl", "cni-plugins@0.9.0",
                            "--basetemp", str(tmp_path / "run"), "-k", f"({SELECTED} or from_outside) and not ipv6"],
                           cwd=PROJECT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
                           env=dict(os.environ, COLUMNS="300"))
